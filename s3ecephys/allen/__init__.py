@@ -1,0 +1,1 @@
+"""Allen objects: the project cache, the session, and the AllenSDK cache layout."""

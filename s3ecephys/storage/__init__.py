@@ -1,0 +1,1 @@
+"""Storage layer: where the dataset lives, and bytes from it."""
