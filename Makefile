@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := test,dev,plot,notebook,distributed
+EXTRAS := demo,test,dev,plot,notebook,distributed
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint install clean

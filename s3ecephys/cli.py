@@ -24,11 +24,11 @@ def _make_dataset(args: argparse.Namespace) -> int:
 def _serve_local(args: argparse.Namespace) -> int:
     import tempfile
 
-    from s3ecephys.storage.location import DEFAULT_URL
+    from s3ecephys.storage.location import DEFAULT_PREFIX
     from s3ecephys.synthetic import SyntheticSpec, write_dataset
     from s3ecephys.testing import LocalS3
 
-    prefix = DEFAULT_URL.split("/", 3)[3]
+    prefix = DEFAULT_PREFIX
     with tempfile.TemporaryDirectory(prefix="s3ecephys-") as scratch:
         if args.dataset:
             root = Path(args.dataset)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from s3ecephys.allen import manifest
 from s3ecephys.hdf5 import open_hdf5
-from s3ecephys.storage.location import DEFAULT_URL, DataLocation
+from s3ecephys.storage.location import DEFAULT_PREFIX, DataLocation
 
 
 def _section(title: str) -> None:
@@ -50,7 +50,7 @@ def run_demo(out: Path, seed: int = 0) -> Path:
     from s3ecephys.testing import LocalS3
 
     out.mkdir(parents=True, exist_ok=True)
-    prefix = DEFAULT_URL.split("/", 3)[3]
+    prefix = DEFAULT_PREFIX
     with tempfile.TemporaryDirectory(prefix="s3ecephys-demo-") as scratch:
         _section("A synthetic dataset in the Allen layout")
         dataset = write_dataset(Path(scratch) / "dataset", seed=seed)
