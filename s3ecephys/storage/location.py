@@ -82,7 +82,7 @@ class DataLocation:
             url = _normalise_url(os.fspath(DEFAULT_URL if url is None else url))
         options = dict(storage_options or {})
         if url.startswith("s3://"):
-            options = _s3_options(options)
+            options = s3_storage_options(options)
         return cls(url, options)
 
     @property
@@ -236,7 +236,9 @@ def _local_folder(path: str) -> str:
     return path
 
 
-def _s3_options(user: dict[str, Any]) -> dict[str, Any]:
+def s3_storage_options(user: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """s3fs options: the user's merged over the defaults (anonymous, us-west-2, env endpoint)."""
+    user = dict(user or {})
     defaults: dict[str, Any] = {"anon": True, "client_kwargs": {"region_name": DEFAULT_REGION}}
     if any(name in user for name in _CREDENTIAL_OPTIONS):
         del defaults["anon"]

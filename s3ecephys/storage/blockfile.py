@@ -1,0 +1,97 @@
+"""A read-only file object over a :class:`RangeStore`, for h5py to walk metadata with.
+
+h5py reads a file as many small, dependent reads (superblock, object headers, B-trees, heaps).
+Over S3 each miss costs a round trip, so this file object keeps what it has read in aligned blocks,
+fetches the head of the file (where HDF5 keeps most metadata) in one request when opened, and lets
+its owner prefetch regions it knows it will need. It is only for metadata: bulk data goes through
+:meth:`RangeStore.fetch` directly.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+from s3ecephys.storage.ranges import RangeStore
+
+DEFAULT_BLOCK_SIZE = 64 * 1024
+DEFAULT_HEAD_SIZE = 1 << 20
+
+
+class BlockFile(io.RawIOBase):
+    """Binary, seekable, read-only file whose reads are served from a block cache."""
+
+    def __init__(
+        self,
+        store: RangeStore,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        head_size: int = DEFAULT_HEAD_SIZE,
+    ):
+        super().__init__()
+        self.store = store
+        self.block_size = block_size
+        self.size = store.info().size
+        self.reads = 0
+        self._blocks: dict[int, bytes] = {}
+        self._position = 0
+        self._lock = threading.Lock()
+        if head_size:
+            self.prefetch([(0, min(head_size, self.size))])
+
+    def prefetch(self, ranges: list[tuple[int, int]]) -> None:
+        """Bring the blocks covering ``ranges`` into the cache, in one concurrent fetch."""
+        wanted = sorted(
+            {
+                block
+                for offset, length in ranges
+                if length > 0
+                for block in range(
+                    offset // self.block_size,
+                    (min(offset + length, self.size) - 1) // self.block_size + 1,
+                )
+                if block not in self._blocks
+            }
+        )
+        if not wanted:
+            return
+        spans = [
+            (block * self.block_size, min(self.block_size, self.size - block * self.block_size))
+            for block in wanted
+        ]
+        bodies = self.store.fetch(spans)
+        with self._lock:
+            self._blocks.update(zip(wanted, bodies, strict=True))
+
+    # -- io.RawIOBase ----------------------------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        view = memoryview(buffer).cast("B")
+        start = self._position
+        end = min(start + len(view), self.size)
+        if end <= start:
+            return 0
+        self.reads += 1
+        self.prefetch([(start, end - start)])
+        position = start
+        while position < end:
+            block, inside = divmod(position, self.block_size)
+            piece = self._blocks[block][inside : inside + end - position]
+            view[position - start : position - start + len(piece)] = piece
+            position += len(piece)
+        self._position = end
+        return end - start

@@ -1,0 +1,440 @@
+"""Many byte ranges of one object in one call: coalesced, concurrent, retried, verified.
+
+Everything above this module asks for bytes as ``(offset, length)`` lists and gets back exactly
+those bytes, in order. How they travel is decided here: neighbouring ranges merge into one request
+when the gap between them is cheaper to download than a request is to wait for, very long ranges
+split so that parts run side by side, all requests of one call run concurrently (bounded), and
+transient failures are retried with backoff. Every response is checked for its length, and on S3
+every GET carries ``If-Match`` with the ETag seen when the object was first looked at, so bytes of
+two versions of a file are never mixed: a replaced object raises :class:`ObjectChangedError`.
+
+A :class:`RangeStore` pickles as ``(url, storage_options, expected ObjectInfo)``: no client, event
+loop or file handle crosses a process boundary, which is what dask's process workers need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import os
+import random
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from s3ecephys.storage.location import s3_storage_options
+
+# Waiting for one more request on S3 costs ~20-60 ms, in which ~1-5 MB arrive on one connection:
+# a gap below this is cheaper to download than to skip.
+DEFAULT_GAP = 512 * 1024
+# Long ranges split into parts of this size, so that one big read runs on several connections.
+DEFAULT_MAX_REQUEST = 8 * 2**20
+DEFAULT_CONCURRENCY = 32
+DEFAULT_RETRIES = 5
+_BACKOFF_BASE = 0.1
+_BACKOFF_CAP = 5.0
+
+# Error codes S3 (and botocore) use for failures that go away when asked again.
+_TRANSIENT_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+    "500",
+    "502",
+    "503",
+    "504",
+}
+
+
+class ObjectChangedError(OSError):
+    """The object changed since it was indexed; its bytes must not be mixed with older ones."""
+
+
+class ShortReadError(OSError):
+    """A response held fewer or more bytes than asked for, on every retry."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What identifies one version of an object: its size and its ETag (S3) or mtime (local)."""
+
+    size: int
+    etag: str | None = None
+    mtime_ns: int | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A text that changes whenever the object's content may have changed."""
+        if self.etag:
+            return f"etag:{self.etag.strip(chr(34))}:{self.size}"
+        return f"mtime:{self.mtime_ns}:{self.size}"
+
+
+@dataclass
+class RequestStats:
+    """Requests sent, bytes received and round trips on the critical path (sequential waves)."""
+
+    requests: int = 0
+    bytes: int = 0
+    round_trips: int = 0
+
+    def reset(self) -> None:
+        self.requests = self.bytes = self.round_trips = 0
+
+    def copy(self) -> RequestStats:
+        return RequestStats(self.requests, self.bytes, self.round_trips)
+
+    def __sub__(self, other: RequestStats) -> RequestStats:
+        return RequestStats(
+            self.requests - other.requests,
+            self.bytes - other.bytes,
+            self.round_trips - other.round_trips,
+        )
+
+
+def coalesce_ranges(
+    ranges: Sequence[tuple[int, int]],
+    *,
+    gap: int = DEFAULT_GAP,
+    max_request: int = DEFAULT_MAX_REQUEST,
+) -> list[tuple[int, int]]:
+    """The requests that cover ``ranges``: sorted, merged across gaps <= ``gap``, split at
+    ``max_request`` bytes. Overlapping and repeated ranges are fetched once."""
+    merged: list[list[int]] = []
+    for offset, length in sorted((o, n) for o, n in ranges if n > 0):
+        if merged and offset <= merged[-1][1] + gap:
+            merged[-1][1] = max(merged[-1][1], offset + length)
+        else:
+            merged.append([offset, offset + length])
+    requests = []
+    for start, end in merged:
+        parts = -(-(end - start) // max_request)
+        step = -(-(end - start) // parts)
+        requests.extend((o, min(step, end - o)) for o in range(start, end, step))
+    return requests
+
+
+def _slice_out(
+    ranges: Sequence[tuple[int, int]], requests: Sequence[tuple[int, int]], bodies: list[bytes]
+) -> list[bytes]:
+    """Cut each asked-for range out of the request bodies that cover it (it may span several)."""
+    starts = [offset for offset, _ in requests]
+    out = []
+    for offset, length in ranges:
+        if length <= 0:
+            out.append(b"")
+            continue
+        index = bisect.bisect_right(starts, offset) - 1
+        pieces, position, end = [], offset, offset + length
+        while position < end:
+            request_offset, request_length = requests[index]
+            body = bodies[index]
+            stop = min(end, request_offset + request_length)
+            pieces.append(body[position - request_offset : stop - request_offset])
+            position, index = stop, index + 1
+        out.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+    return out
+
+
+class RangeStore:
+    """Reads byte ranges of one object (``s3://bucket/key``, ``file://`` URL or local path).
+
+    ``storage_options`` are s3fs arguments, merged over the defaults of
+    :func:`~s3ecephys.storage.location.s3_storage_options` (anonymous, us-west-2, endpoint from the
+    environment). ``expected`` pins the object version (from an index): reads then need no HEAD and
+    fail with :class:`ObjectChangedError` if the object is not that version any more.
+    """
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        expected: ObjectInfo | None = None,
+        gap: int = DEFAULT_GAP,
+        max_request: int = DEFAULT_MAX_REQUEST,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        retries: int = DEFAULT_RETRIES,
+    ):
+        url = os.fspath(url)
+        self.is_s3 = url.startswith("s3://")
+        if self.is_s3:
+            self.url = url
+            self.bucket, _, self.key = url.removeprefix("s3://").partition("/")
+            if not self.bucket or not self.key:
+                raise ValueError(f"expected s3://bucket/key, got {url!r}")
+            self.storage_options = s3_storage_options(storage_options)
+        elif url.startswith("file://"):
+            self.url = url2pathname(urlsplit(url).path)
+            self.storage_options = dict(storage_options or {})
+        elif "://" in url:
+            raise ValueError(f"unsupported URL {url!r}: use s3://bucket/key or a local path")
+        else:
+            self.url = os.path.abspath(os.path.expanduser(url))
+            self.storage_options = dict(storage_options or {})
+        self.expected = expected
+        # Whether ``expected`` has been compared with the object itself (see info()).
+        self._checked = False
+        self.gap, self.max_request = gap, max_request
+        self.concurrency, self.retries = concurrency, retries
+        self.stats = RequestStats()
+        self._lock = threading.Lock()
+        self._filesystem: Any = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_store,
+            (
+                self.url,
+                self.storage_options,
+                self.expected,
+                self.gap,
+                self.max_request,
+                self.concurrency,
+                self.retries,
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- object identity -------------------------------------------------------------------------
+
+    def info(self) -> ObjectInfo:
+        """The object's size and version; one HEAD (or stat) the first time, remembered after.
+
+        With ``expected`` given, the object is looked at once to check it is still that version.
+        """
+        if self.expected is not None and self._checked:
+            return self.expected
+        current = self._stat() if not self.is_s3 else self._run(self._head)
+        if self.expected is not None and current.fingerprint != self.expected.fingerprint:
+            raise ObjectChangedError(self._changed_message(current))
+        self.expected = current
+        self._checked = True
+        return current
+
+    def _changed_message(self, current: ObjectInfo | None = None) -> str:
+        now = f" (now size {current.size}, {current.fingerprint})" if current else ""
+        return (
+            f"{self.url} changed since it was indexed (was size {self.expected.size}, "
+            f"{self.expected.fingerprint}){now}; open it again to index the new version"
+        )
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def fetch(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Exactly the bytes of each ``(offset, length)``, in the order asked.
+
+        All ranges go out in one concurrent wave (or several when there are more requests than
+        ``concurrency``). Ranges past the end of the object raise ``ValueError``.
+        """
+        ranges = [(int(offset), int(length)) for offset, length in ranges]
+        if not ranges:
+            return []
+        if any(offset < 0 or length < 0 for offset, length in ranges):
+            raise ValueError(f"negative offset or length in {ranges[:5]}")
+        requests = coalesce_ranges(ranges, gap=self.gap, max_request=self.max_request)
+        if self.expected is not None and requests:
+            end = max(offset + length for offset, length in requests)
+            if end > self.expected.size:
+                raise ValueError(
+                    f"range ending at byte {end} is past the end of {self.url} "
+                    f"({self.expected.size} bytes)"
+                )
+        bodies = self._read_local(requests) if not self.is_s3 else self._run(self._get, requests)
+        return _slice_out(ranges, requests, bodies)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """One range (see :meth:`fetch`)."""
+        return self.fetch([(offset, length)])[0]
+
+    def _count(self, requests: int, received: int, round_trips: int) -> None:
+        with self._lock:
+            self.stats.requests += requests
+            self.stats.bytes += received
+            self.stats.round_trips += round_trips
+
+    # -- local files -----------------------------------------------------------------------------
+
+    def _stat(self) -> ObjectInfo:
+        status = os.stat(self.url)
+        return ObjectInfo(size=status.st_size, mtime_ns=status.st_mtime_ns)
+
+    def _read_local(self, requests: list[tuple[int, int]]) -> list[bytes]:
+        with open(self.url, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            current = ObjectInfo(size=status.st_size, mtime_ns=status.st_mtime_ns)
+            if self.expected is None:
+                self.expected, self._checked = current, True
+            elif current.fingerprint != self.expected.fingerprint:
+                raise ObjectChangedError(self._changed_message(current))
+            bodies = [os.pread(handle.fileno(), length, offset) for offset, length in requests]
+        for (offset, length), body in zip(requests, bodies, strict=True):
+            if len(body) != length:
+                raise ShortReadError(
+                    f"{self.url}: asked for {length} bytes at {offset}, file gave {len(body)}"
+                )
+        self._count(len(requests), sum(map(len, bodies)), 1)
+        return bodies
+
+    # -- S3 --------------------------------------------------------------------------------------
+
+    def filesystem(self) -> Any:
+        """The s3fs filesystem (created on first use; its event loop runs in fsspec's thread)."""
+        if self._filesystem is None:
+            import s3fs
+
+            options = dict(self.storage_options)
+            # Without enough pooled connections, "concurrent" requests queue inside botocore.
+            config = dict(options.get("config_kwargs", {}))
+            config.setdefault("max_pool_connections", self.concurrency)
+            options["config_kwargs"] = config
+            self._filesystem = s3fs.S3FileSystem(**options)
+        return self._filesystem
+
+    def _run(self, function: Any, *arguments: Any) -> Any:
+        from fsspec.asyn import sync
+
+        return sync(self.filesystem().loop, function, *arguments)
+
+    async def _client(self) -> Any:
+        filesystem = self.filesystem()
+        await filesystem.set_session()
+        return await filesystem.get_s3(self.bucket)
+
+    async def _head(self) -> ObjectInfo:
+        client = await self._client()
+        answer = await self._with_retries(
+            lambda: client.head_object(Bucket=self.bucket, Key=self.key), what="HEAD"
+        )
+        self._count(1, 0, 1)
+        return ObjectInfo(size=int(answer["ContentLength"]), etag=answer.get("ETag"))
+
+    async def _get(self, requests: list[tuple[int, int]]) -> list[bytes]:
+        if self.expected is None:
+            # Pin the version before the first read, so that later reads cannot mix versions.
+            self.expected = await self._head()
+            self._checked = True
+        client = await self._client()
+        limit = asyncio.Semaphore(self.concurrency)
+        attempts = [0] * len(requests)
+
+        received = [0]
+
+        async def one(index: int, offset: int, length: int) -> bytes:
+            async with limit:
+                body = await self._with_retries(
+                    lambda: self._get_range(client, offset, length),
+                    what=f"GET bytes {offset}-{offset + length - 1}",
+                    attempts=attempts,
+                    index=index,
+                )
+            received[0] += len(body)
+            return body
+
+        tasks = [
+            asyncio.ensure_future(one(i, offset, length))
+            for i, (offset, length) in enumerate(requests)
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            # A failed read leaves no request running behind the caller's back.
+            for task in tasks:
+                task.cancel()
+            waves = -(-len(requests) // self.concurrency) + max(attempts) - 1
+            self._count(sum(attempts), received[0], waves)
+
+    async def _get_range(self, client: Any, offset: int, length: int) -> bytes:
+        arguments = {
+            "Bucket": self.bucket,
+            "Key": self.key,
+            "Range": f"bytes={offset}-{offset + length - 1}",
+        }
+        if self.expected is not None and self.expected.etag:
+            arguments["IfMatch"] = self.expected.etag
+        answer = await client.get_object(**arguments)
+        async with answer["Body"] as body:
+            data = await body.read()
+        if len(data) != length:
+            raise ShortReadError(
+                f"{self.url}: asked for {length} bytes at {offset}, S3 sent {len(data)}"
+            )
+        return data
+
+    async def _with_retries(
+        self,
+        call: Any,
+        *,
+        what: str,
+        attempts: list[int] | None = None,
+        index: int = 0,
+    ) -> Any:
+        for attempt in range(self.retries + 1):
+            if attempts is not None:
+                attempts[index] += 1
+            try:
+                return await call()
+            except Exception as error:  # sorted into final and transient by _translate
+                final = self._translate(error, what)
+                if final is not None or attempt == self.retries:
+                    raise (final or OSError(f"{what} of {self.url} failed: {error}")) from error
+            delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+        raise AssertionError("unreachable")
+
+    def _translate(self, error: Exception, what: str) -> Exception | None:
+        """The error to raise at once, or None when ``error`` is worth another attempt."""
+        from botocore.exceptions import ClientError
+
+        if isinstance(error, ClientError):
+            answer = error.response.get("Error", {})
+            code = str(answer.get("Code", ""))
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "412") or status == 412:
+                return ObjectChangedError(self._changed_message())
+            if code in ("NoSuchKey", "404", "NotFound") or status == 404:
+                return FileNotFoundError(f"{self.url} does not exist ({what})")
+            if code in ("AccessDenied", "403", "Forbidden") or status == 403:
+                return PermissionError(
+                    f"access to {self.url} denied ({what}); the public bucket is read "
+                    "anonymously, a private one needs credentials in storage_options"
+                )
+            if code in _TRANSIENT_CODES or (status is not None and status >= 500):
+                return None
+            return OSError(f"{what} of {self.url} failed: {code} {answer.get('Message', '')}")
+        if isinstance(error, ShortReadError | asyncio.TimeoutError | ConnectionError | OSError):
+            return None
+        # aiohttp/botocore transport failures (resets, payload errors, endpoint timeouts).
+        module = type(error).__module__
+        if module.startswith(("aiohttp", "botocore", "aiobotocore")):
+            return None
+        return error
+
+
+def _rebuild_store(
+    url: str,
+    storage_options: dict[str, Any],
+    expected: ObjectInfo | None,
+    gap: int,
+    max_request: int,
+    concurrency: int,
+    retries: int,
+) -> RangeStore:
+    return RangeStore(
+        url,
+        storage_options,
+        expected=expected,
+        gap=gap,
+        max_request=max_request,
+        concurrency=concurrency,
+        retries=retries,
+    )

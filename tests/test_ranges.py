@@ -1,0 +1,227 @@
+"""Byte ranges from S3 and local files: exact bytes, few requests, one round trip, safe retries."""
+
+from __future__ import annotations
+
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3ecephys.storage.blockfile import BlockFile
+from s3ecephys.storage.ranges import (
+    ObjectChangedError,
+    RangeStore,
+    ShortReadError,
+    coalesce_ranges,
+)
+
+PAYLOAD = np.random.default_rng(7).integers(0, 256, 3 * 2**20, dtype=np.uint8).tobytes()
+
+
+@pytest.fixture(scope="module")
+def payload_url(local_s3):
+    key = "tests/ranges/payload.bin"
+    local_s3.put_object(key, PAYLOAD)
+    return local_s3.url(key)
+
+
+@pytest.fixture
+def payload_file(tmp_path):
+    path = tmp_path / "payload.bin"
+    path.write_bytes(PAYLOAD)
+    return path
+
+
+def test_neighbours_merge_and_far_ranges_stay_apart():
+    assert coalesce_ranges([(0, 10), (15, 10), (1000, 5)], gap=100) == [(0, 25), (1000, 5)]
+    assert coalesce_ranges([(0, 10), (15, 10)], gap=4) == [(0, 10), (15, 10)]
+
+
+def test_overlapping_and_repeated_ranges_are_requested_once():
+    assert coalesce_ranges([(50, 10), (0, 100), (50, 10)], gap=0) == [(0, 100)]
+
+
+def test_long_ranges_split_into_even_parts():
+    assert coalesce_ranges([(0, 25)], gap=0, max_request=10) == [(0, 9), (9, 9), (18, 7)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(PAYLOAD) - 1), st.integers(0, 70_000)),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(0, 200_000),
+    st.integers(1, 300_000),
+)
+def test_any_ranges_come_back_exact_and_in_order(tmp_path_factory, ranges, gap, max_request):
+    path = tmp_path_factory.getbasetemp() / "hypothesis-payload.bin"
+    if not path.exists():
+        path.write_bytes(PAYLOAD)
+    ranges = [(offset, min(length, len(PAYLOAD) - offset)) for offset, length in ranges]
+    store = RangeStore(path, gap=gap, max_request=max_request)
+    assert store.fetch(ranges) == [PAYLOAD[o : o + n] for o, n in ranges]
+
+
+def test_many_ranges_from_s3_cost_one_round_trip(payload_url, local_s3):
+    store = RangeStore(payload_url, local_s3.storage_options, gap=1024, max_request=2**20)
+    ranges = [(offset, 4096) for offset in range(0, 3 * 2**20, 300_000)]
+
+    assert store.fetch(ranges) == [PAYLOAD[o : o + n] for o, n in ranges]
+    # The HEAD that pinned the version, then all ranges (11 far apart) in one concurrent wave.
+    assert store.stats.requests == 1 + len(ranges)
+    assert store.stats.round_trips == 2
+    assert store.stats.bytes == 4096 * len(ranges)
+
+
+def test_a_long_range_travels_in_concurrent_parts(payload_url, local_s3):
+    store = RangeStore(payload_url, local_s3.storage_options, max_request=2**20)
+    store.info()
+    store.stats.reset()
+
+    assert store.read(0, len(PAYLOAD)) == PAYLOAD
+    assert (store.stats.requests, store.stats.round_trips) == (3, 1)
+
+
+def test_info_is_one_head_and_remembered(payload_url, local_s3):
+    store = RangeStore(payload_url, local_s3.storage_options)
+    first = store.info()
+    assert first.size == len(PAYLOAD) and first.etag
+    assert store.info() == first
+    assert store.stats.requests == 1
+
+
+def test_a_replaced_object_is_reported_not_mixed(local_s3):
+    key = "tests/ranges/replaced.bin"
+    local_s3.put_object(key, b"a" * 1000)
+    store = RangeStore(local_s3.url(key), local_s3.storage_options)
+    assert store.read(0, 10) == b"a" * 10
+
+    local_s3.put_object(key, b"b" * 1000)
+    with pytest.raises(ObjectChangedError, match="changed since it was indexed"):
+        store.read(10, 10)
+    with pytest.raises(ObjectChangedError):
+        RangeStore(local_s3.url(key), local_s3.storage_options, expected=store.expected).info()
+
+
+def test_a_changed_local_file_is_reported(payload_file):
+    store = RangeStore(payload_file)
+    store.read(0, 10)
+    payload_file.write_bytes(b"x" * 100)
+    with pytest.raises(ObjectChangedError):
+        store.read(0, 10)
+
+
+def _slow_down() -> ClientError:
+    return ClientError(
+        {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject"
+    )
+
+
+def test_transient_failures_are_retried(payload_url, local_s3, monkeypatch):
+    store = RangeStore(payload_url, local_s3.storage_options, gap=0)
+    store.info()
+    store.stats.reset()
+    real_get_range = RangeStore._get_range
+    failures = iter([_slow_down(), ShortReadError("cut"), ConnectionResetError("reset")])
+
+    async def flaky(self, client, offset, length):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return await real_get_range(self, client, offset, length)
+
+    monkeypatch.setattr(RangeStore, "_get_range", flaky)
+    monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
+
+    assert store.fetch([(0, 100), (2**20, 100)]) == [PAYLOAD[:100], PAYLOAD[2**20 : 2**20 + 100]]
+    assert store.stats.requests == 5
+    assert store.stats.round_trips > 1
+
+
+def test_short_responses_are_never_returned(payload_url, local_s3, monkeypatch):
+    store = RangeStore(payload_url, local_s3.storage_options, retries=2)
+    store.info()
+    store.stats.reset()
+
+    class TruncatedBody:
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc_info):
+            return False
+
+        async def read(self):
+            return b"only a few bytes"
+
+    async def truncating_get_object(**arguments):
+        return {"Body": TruncatedBody()}
+
+    async def client(self):
+        class Client:
+            get_object = staticmethod(truncating_get_object)
+
+        return Client()
+
+    monkeypatch.setattr(RangeStore, "_client", client)
+    monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
+    with pytest.raises(OSError, match="S3 sent 16"):
+        store.read(0, 1000)
+    assert store.stats.requests == 3
+
+
+def test_missing_object_and_ranges_past_the_end(local_s3, payload_url):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        RangeStore(local_s3.url("tests/ranges/missing.bin"), local_s3.storage_options).info()
+    store = RangeStore(payload_url, local_s3.storage_options)
+    store.info()
+    with pytest.raises(ValueError, match="past the end"):
+        store.read(len(PAYLOAD) - 10, 20)
+
+
+def test_a_store_pickles_without_its_client(payload_url, local_s3):
+    store = RangeStore(payload_url, local_s3.storage_options)
+    store.read(0, 10)
+    copy = pickle.loads(pickle.dumps(store))
+
+    assert copy.expected == store.expected
+    assert copy.read(100, 50) == PAYLOAD[100:150]
+    assert len(pickle.dumps(store)) < 1000
+
+
+def test_urls_that_name_no_object_are_refused():
+    with pytest.raises(ValueError, match="s3://bucket/key"):
+        RangeStore("s3://bucket-only")
+    with pytest.raises(ValueError, match="unsupported URL"):
+        RangeStore("https://example.org/file.nwb")
+
+
+def test_h5py_reads_metadata_through_a_block_file(tmp_path, local_s3):
+    path = tmp_path / "small.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("group/values", data=np.arange(1000.0), chunks=(100,))
+        file["group"].attrs["note"] = "hello"
+    key = "tests/ranges/small.h5"
+    local_s3.put_object(key, path.read_bytes())
+    store = RangeStore(local_s3.url(key), local_s3.storage_options)
+
+    with h5py.File(BlockFile(store), "r") as file:
+        assert file["group"].attrs["note"] == "hello"
+        np.testing.assert_array_equal(file["group/values"][:], np.arange(1000.0))
+    # The whole small file arrived with the head prefetch: HEAD + one GET.
+    assert store.stats.requests == 2
+
+
+def test_block_file_reads_and_seeks_like_a_file(payload_file):
+    handle = BlockFile(RangeStore(payload_file), block_size=1000, head_size=0)
+    handle.seek(2500)
+    assert handle.read(3000) == PAYLOAD[2500:5500]
+    assert handle.tell() == 5500
+    handle.seek(-10, 2)
+    assert handle.read() == PAYLOAD[-10:]
+    assert handle.read(5) == b""
