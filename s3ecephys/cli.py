@@ -57,6 +57,61 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_files(args: argparse.Namespace, policy: str):
+    from s3ecephys.allen.files import DatasetFiles
+    from s3ecephys.storage.location import DataLocation
+
+    options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else None
+    return DatasetFiles(DataLocation.resolve(args.url, options), args.cache, policy)
+
+
+def _tables(files):
+    import pandas as pd
+
+    from s3ecephys.allen import manifest
+
+    with files.open_small(manifest.sessions_csv()) as handle:
+        sessions = pd.read_csv(handle, index_col="id")
+    with files.open_small(manifest.probes_csv()) as handle:
+        probes = pd.read_csv(handle, index_col="id")
+    return sessions, probes
+
+
+def _download(args: argparse.Namespace) -> int:
+    from s3ecephys.allen.prefetch import prefetch, project_paths, session_paths
+
+    files = _cache_files(args, "download")
+    sessions, probes = _tables(files)
+    paths = project_paths(sessions["session_type"]) + session_paths(
+        sessions, probes, args.sessions, lfp=args.lfp
+    )
+    report = prefetch(files, paths, progress=not args.quiet)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from s3ecephys.allen.prefetch import project_paths, session_paths, verify
+
+    files = _cache_files(args, "auto")
+    sessions, probes = _tables(files)
+    paths = project_paths(sessions["session_type"]) + session_paths(sessions, probes, lfp=True)
+    report = verify(
+        files, paths, checksum=args.checksum, repair=args.repair, progress=not args.quiet
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _add_source_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--cache", required=True, help="the cache folder (AllenSDK layout)")
+    command.add_argument(
+        "--url", help="dataset root, s3://bucket/prefix/ (default: the public bucket)"
+    )
+    command.add_argument("--endpoint-url", help="S3 endpoint (a mirror or a local S3)")
+    command.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s3ecephys",
@@ -85,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--size", choices=("small", "benchmark"), default="small")
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(run=_make_dataset)
+
+    download = commands.add_parser(
+        "download", help="download sessions (and their LFP) into a cache folder, verified"
+    )
+    _add_source_arguments(download)
+    download.add_argument("--sessions", nargs="+", type=int, help="session ids (default: all)")
+    download.add_argument("--lfp", action="store_true", help="also the probes' LFP files")
+    download.set_defaults(run=_download)
+
+    check = commands.add_parser(
+        "verify", help="report missing, partial and corrupt files of a cache folder"
+    )
+    _add_source_arguments(check)
+    check.add_argument("--checksum", action="store_true", help="also compare MD5s with ETags")
+    check.add_argument("--repair", action="store_true", help="download broken files again")
+    check.set_defaults(run=_verify)
     return parser
 
 

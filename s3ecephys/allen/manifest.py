@@ -57,6 +57,32 @@ def write_manifest(directory: str | Path) -> Path:
     return path
 
 
+class ManifestError(ValueError):
+    """A manifest.json that AllenSDK would not accept either."""
+
+
+def check_manifest(path: str | Path) -> Path:
+    """Read an existing ``manifest.json`` (never writing), check its version; return its folder."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+        versions = [
+            entry.get("value")
+            for entry in document["manifest"]
+            if entry.get("type") == "manifest_version"
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ManifestError(f"{path} is not an AllenSDK cache manifest: {error}") from error
+    if not versions or versions[0] not in READABLE_MANIFEST_VERSIONS:
+        found = versions[0] if versions else "none"
+        raise ManifestError(
+            f"{path} has manifest version {found}; this dataset's caches use "
+            f"{' or '.join(READABLE_MANIFEST_VERSIONS)}. Point at the ecephys-cache folder's "
+            "manifest.json, or at a new folder to start a cache there"
+        )
+    return path.parent
+
+
 def _spec_chain(key: str) -> list[str]:
     by_key = {e[0]: e for e in _ENTRIES}
     chain = []

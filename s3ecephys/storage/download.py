@@ -153,7 +153,8 @@ def _save_journal(target: Path, info: ObjectInfo, part_size: int, done: set[int]
     os.replace(scratch, journal)
 
 
-def _ensure_space(directory: Path, needed: int) -> None:
+def ensure_free_space(directory: Path, needed: int) -> None:
+    """Raise :class:`NotEnoughSpaceError` unless ``directory`` has ``needed`` bytes free."""
     free = shutil.disk_usage(directory).free
     if free < needed:
         raise NotEnoughSpaceError(
@@ -192,7 +193,7 @@ def download_file(
         done = _load_journal(target, info, part_size)
         todo = [n for n in range(count) if n not in done]
         resumed = sum(min(part_size, info.size - n * part_size) for n in done)
-        _ensure_space(target.parent, info.size - resumed)
+        ensure_free_space(target.parent, info.size - resumed)
         if on_progress and resumed:
             on_progress(resumed)
 
