@@ -1,0 +1,297 @@
+"""Lazy datasets: h5py-like metadata for free, numpy reads of only the chunks touched, dask arrays.
+
+A :class:`Dataset` answers ``shape``, ``dtype``, ``chunks``, ``attrs`` … from the file index, and
+``ds[selection]`` with one concurrent fetch of the chunks the selection touches. ``to_dask``
+builds a graph whose every task is ``getter(BlockSource, index)``: a :class:`BlockSource` is plain
+data (the store's URL, options and pinned version, the rows of the chunk table its block needs,
+filters, dtype, shape), so tasks pickle and run on process workers, and dask fuses a later slice
+of the array into the task, which then reads only the chunks that slice touches.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from s3ecephys.hdf5.attributes import Attributes
+from s3ecephys.hdf5.codecs import check_supported, filter_name
+from s3ecephys.hdf5.index import DEFLATE, FLETCHER32, SHUFFLE, DatasetIndex
+from s3ecephys.hdf5.planner import ReadPlan, plan_read
+from s3ecephys.hdf5.reader import UnreadableDatasetError, read_selection, read_selections
+from s3ecephys.hdf5.selection import select
+from s3ecephys.storage.ranges import RangeStore
+
+if TYPE_CHECKING:
+    import dask.array
+
+# Decoded bytes per dask task when ``to_dask`` chooses the blocks.
+DEFAULT_TASK_BYTES = 64 * 2**20
+
+
+class Dataset:
+    """One dataset of an indexed HDF5 file (see :func:`~s3ecephys.hdf5.open_hdf5`)."""
+
+    def __init__(self, store: RangeStore, index: DatasetIndex, name: str):
+        self._store = store
+        self._index = index
+        self.name = name
+        self.attrs = Attributes(index.attrs)
+
+    # -- metadata (no reads) ---------------------------------------------------------------------
+
+    @property
+    def index(self) -> DatasetIndex:
+        """The index entry this dataset reads through."""
+        return self._index
+
+    @property
+    def store(self) -> RangeStore:
+        """The :class:`RangeStore` reads go through (``store.stats`` counts them)."""
+        return self._store
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The shape (None for an empty dataspace, as in h5py)."""
+        return self._index.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._index.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape())
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self._shape(), dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        return self._index.chunks
+
+    @property
+    def maxshape(self) -> tuple[int | None, ...] | None:
+        return self._index.maxshape
+
+    @property
+    def layout(self) -> str:
+        """``contiguous``, ``chunked``, ``compact``, ``virtual`` or ``external``."""
+        return self._index.layout
+
+    @property
+    def fillvalue(self) -> Any:
+        return self._index.fill()
+
+    @property
+    def compression(self) -> str | None:
+        for info in self._index.filters:
+            if info.id not in (SHUFFLE, FLETCHER32):
+                return "gzip" if info.id == DEFLATE else filter_name(info)
+        return None
+
+    @property
+    def compression_opts(self) -> int | None:
+        for info in self._index.filters:
+            if info.id == DEFLATE:
+                return info.values[0] if info.values else None
+        return None
+
+    @property
+    def shuffle(self) -> bool:
+        return any(info.id == SHUFFLE for info in self._index.filters)
+
+    @property
+    def fletcher32(self) -> bool:
+        return any(info.id == FLETCHER32 for info in self._index.filters)
+
+    def __len__(self) -> int:
+        if not self._shape():
+            raise TypeError("a scalar dataset has no len()")
+        return self._shape()[0]
+
+    def _shape(self) -> tuple[int, ...]:
+        if self._index.shape is None:
+            raise TypeError(f"{self.name} has an empty dataspace: no shape, no values")
+        return self._index.shape
+
+    def __repr__(self) -> str:
+        shape = "null" if self.shape is None else self.shape
+        return f'<s3ecephys Dataset "{self.name}": shape {shape}, type "{self.dtype.str}">'
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def __getitem__(self, selection: Any) -> Any:
+        """The values of ``selection`` (h5py's rules and results); reads the chunks it touches."""
+        if self._index.shape is None:
+            return None
+        return read_selection(self._store, self._index, select(selection, self._shape()))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = np.asarray(self[()])
+        return values if dtype is None else values.astype(dtype)
+
+    def read_slices(self, selections: Sequence[Any]) -> list[Any]:
+        """``[self[s] for s in selections]`` with one concurrent fetch for all of them (the rows
+        of a ragged column, several windows)."""
+        shape = self._shape()
+        requests = [(self._index, select(selection, shape)) for selection in selections]
+        return read_selections(self._store, requests)
+
+    def read_many(self, datasets: Sequence[Dataset]) -> list[Any]:
+        """``[d[()] for d in datasets]`` (datasets of this dataset's file) with one concurrent
+        fetch for all of them (the columns of a table)."""
+        for dataset in datasets:
+            if dataset.store is not self._store:
+                raise ValueError(f"{dataset.name} is not in the file of {self.name}")
+        requests = [(d.index, select((), d._shape())) for d in datasets]
+        return read_selections(self._store, requests)
+
+    def plan(self, selection: Any = ()) -> ReadPlan:
+        """What reading ``selection`` would fetch: ``plan.ranges``, ``plan.bytes_needed`` …
+        (empty for values held in the index)."""
+        chosen = select(selection, self._shape())
+        if self._index.inline is not None or self._index.layout not in ("chunked", "contiguous"):
+            return ReadPlan(chosen, ())
+        return plan_read(self._index, chosen)
+
+    def asstr(self, encoding: str = "utf-8", errors: str = "strict") -> StringView:
+        """A view that reads variable-length strings as ``str`` (h5py reads them as bytes)."""
+        return StringView(self, encoding, errors)
+
+    def to_dask(
+        self, chunks: Any = None, *, target_bytes: int = DEFAULT_TASK_BYTES
+    ) -> dask.array.Array:
+        """A dask array over this dataset; nothing is read until it is computed.
+
+        ``chunks`` (anything dask accepts) defaults to blocks made of whole storage chunks: the
+        trailing axes are taken whole while a block stays under ``target_bytes`` decoded (all
+        channels of a time window are one concurrent fetch), then the first axis grows by whole
+        chunks up to ``target_bytes``.
+        """
+        import dask.array as da
+        from dask.array.core import getter, normalize_chunks
+        from dask.base import tokenize
+        from dask.highlevelgraph import HighLevelGraph
+
+        shape, dtype = self._shape(), self.dtype
+        if self._index.inline is not None:
+            values = self._index.inline_values()
+            return da.from_array(values, chunks=chunks if chunks is not None else "auto")
+        # Fail here, not in a worker: the graph could never compute.
+        if self._index.unreadable is not None:
+            raise UnreadableDatasetError(f"{self.name}: {self._index.unreadable}")
+        check_supported(self._index.filters, self.name)
+        if chunks is None:
+            unit = self.chunks or (1,) * len(shape)
+            chunks = block_shape(shape, unit, dtype.itemsize, target_bytes)
+        blocks = normalize_chunks(
+            chunks, shape, dtype=dtype, limit=target_bytes, previous_chunks=self.chunks
+        )
+        # Pins the version the index describes (no request: it is known since opening), so
+        # workers need no HEAD and a replaced object fails loudly instead of mixing versions.
+        store = self._store
+        info = store.info()
+        name = "s3ecephys-" + tokenize(store.url, info.fingerprint, self.name, blocks)
+        graph = {}
+        starts = [np.cumsum((0, *sizes[:-1])).tolist() for sizes in blocks]
+        for position in itertools.product(*(range(len(sizes)) for sizes in blocks)):
+            origin = tuple(starts[axis][i] for axis, i in enumerate(position))
+            extent = tuple(blocks[axis][i] for axis, i in enumerate(position))
+            source = BlockSource(store, self._block_index(origin, extent), origin, extent)
+            key = (name, *position)
+            graph[key] = _getter_task(key, getter, source, tuple(slice(0, n) for n in extent))
+        layer = HighLevelGraph.from_collections(name, graph, dependencies=())
+        return da.Array(layer, name, blocks, dtype=dtype)
+
+    def _block_index(self, origin: tuple[int, ...], extent: tuple[int, ...]) -> DatasetIndex:
+        """This dataset's index cut down to what one block needs (no attributes, only the chunk
+        table rows the block touches)."""
+        index = self._index
+        table = index.chunk_table
+        if table is None or index.chunks is None:
+            return replace(index, attrs={})
+        first = np.array(origin) // np.array(index.chunks)
+        last = (np.array(origin) + np.maximum(np.array(extent), 1) - 1) // np.array(index.chunks)
+        inside = np.all((table.grid >= first) & (table.grid <= last), axis=1)
+        return replace(index, attrs={}, chunk_table=table.select(np.flatnonzero(inside)))
+
+
+@dataclass(frozen=True)
+class BlockSource:
+    """One block of a dataset, readable with numpy-style indexing relative to the block.
+
+    Plain data only, so a dask task holding it pickles small and runs anywhere.
+    """
+
+    store: RangeStore
+    dataset: DatasetIndex
+    origin: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.dataset.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, selection: Any) -> Any:
+        chosen = select(selection, self.shape).shifted(self.origin, self.dataset.shape)
+        return read_selection(self.store, self.dataset, chosen)
+
+
+class StringView:
+    """Reads a string dataset as ``str`` (see :meth:`Dataset.asstr`)."""
+
+    def __init__(self, dataset: Dataset, encoding: str, errors: str):
+        self._dataset, self._encoding, self._errors = dataset, encoding, errors
+
+    def __getitem__(self, selection: Any) -> Any:
+        values = self._dataset[selection]
+        if isinstance(values, bytes):
+            return values.decode(self._encoding, self._errors)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "OS":
+            decoded = np.empty(values.shape, dtype=object)
+            for position, value in np.ndenumerate(values):
+                is_bytes = isinstance(value, bytes)
+                decoded[position] = (
+                    value.decode(self._encoding, self._errors) if is_bytes else value
+                )
+            return decoded
+        return values
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+
+def block_shape(
+    shape: tuple[int, ...], unit: tuple[int, ...], itemsize: int, target_bytes: int
+) -> tuple[int, ...]:
+    """Whole ``unit`` s (storage chunks) per block: trailing axes grown first, each to its full
+    length when the block stays under ``target_bytes``, then the first axis."""
+    block = [max(1, min(u, n)) for u, n in zip(unit, shape, strict=True)]
+    for axis in [*range(len(shape) - 1, 0, -1), 0][: len(shape)]:
+        others = itemsize * int(np.prod(block[:axis] + block[axis + 1 :], dtype=np.int64))
+        units = max(1, target_bytes // max(1, others * block[axis]))
+        block[axis] = max(1, min(shape[axis], block[axis] * units))
+    return tuple(block)
+
+
+def _getter_task(key: tuple[Any, ...], getter: Any, source: BlockSource, index: tuple) -> Any:
+    # A Task with the source as a literal value: dask's slice optimisation can then fuse a later
+    # ``array[...]`` into this getter, so that computing a small window reads a small window.
+    try:
+        from dask._task_spec import DataNode, Task
+    except ImportError:  # dask before 2024.12 fuses the classic tuple form
+        return (getter, source, index)
+    return Task(key, getter, DataNode(None, source), DataNode(None, index))

@@ -1,0 +1,171 @@
+"""Opening an HDF5 file in place, and browsing its groups like h5py's.
+
+:func:`open_hdf5` looks at the object once (one HEAD on S3), takes its index from the local cache
+when one exists for that very version, and otherwise builds it (one pass over the metadata) and
+saves it. Groups and datasets are then answered from the index; only dataset values are read.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from s3ecephys.hdf5.array import Dataset
+from s3ecephys.hdf5.attributes import Attributes
+from s3ecephys.hdf5.index import ExternalLinkError, FileIndex, GroupIndex, LinkInfo
+from s3ecephys.hdf5.index_cache import IndexCache
+from s3ecephys.hdf5.values import Reference
+from s3ecephys.storage.ranges import RangeStore
+
+
+def open_hdf5(
+    url: str | os.PathLike[str],
+    storage_options: Mapping[str, Any] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> File:
+    """Open the HDF5 file at ``url`` (``s3://bucket/key``, ``file://`` URL or local path).
+
+    ``storage_options`` are s3fs options (default: anonymous, us-west-2, endpoint from the
+    environment). Indexes are cached under ``cache_dir`` (default ``$S3ECEPHYS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/s3ecephys`` or ``~/.cache/s3ecephys``), keyed by the object's version.
+    """
+    store = RangeStore(url, storage_options)
+    info = store.info()
+    cache = IndexCache(cache_dir)
+    index = cache.load(store, info)
+    if index is None:
+        # Only building an index needs h5py: reading through a cached one never imports it.
+        from s3ecephys.hdf5.indexer import build_index
+
+        index = build_index(store)
+        cache.save(store, info, index)
+    return File(store, index)
+
+
+class Group(Mapping[str, Any]):
+    """A group: its links by name (``keys()``), members by path (``group["a/b"]``), attributes."""
+
+    def __init__(self, file: File, canonical: str, name: str):
+        self._file = file
+        self._canonical = canonical
+        self.name = name
+
+    @property
+    def file(self) -> File:
+        return self._file
+
+    @property
+    def attrs(self) -> Attributes:
+        return self._file._attributes(self._canonical)
+
+    @property
+    def _entry(self) -> GroupIndex:
+        entry = self._file.index.objects[self._canonical]
+        assert isinstance(entry, GroupIndex)
+        return entry
+
+    def __getitem__(self, path: str | Reference) -> Group | Dataset:
+        if isinstance(path, Reference):
+            return self._file._open_reference(path)
+        canonical = self._file.index.resolve(path, base=self._canonical)
+        name = path if path.startswith("/") else posixpath.join(self.name, path)
+        return self._file._object(canonical, posixpath.normpath(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entry.links)
+
+    def __len__(self) -> int:
+        return len(self._entry.links)
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str):
+            return False
+        try:
+            self._file.index.resolve(path, base=self._canonical)
+        except ExternalLinkError:
+            return True
+        except KeyError:
+            return False
+        return True
+
+    def get_link(self, name: str) -> LinkInfo:
+        """How ``name`` is linked in this group (hard, soft with its target, or external)."""
+        return self._entry.links[name]
+
+    def visititems(self, function: Callable[[str, Group | Dataset], Any]) -> Any:
+        """Call ``function(relative_name, object)`` for every object below this group, each once,
+        following hard links only (h5py's rule); stop at the first non-None return value."""
+        seen = {self._canonical}
+        pending = [("", self._canonical)]
+        while pending:
+            prefix, canonical = pending.pop(0)
+            entry = self._file.index.objects[canonical]
+            assert isinstance(entry, GroupIndex)
+            for link_name, link in entry.links.items():
+                if link.kind != "hard" or link.target in seen:
+                    continue
+                seen.add(link.target)
+                relative = f"{prefix}{link_name}"
+                item = self._file._object(link.target, posixpath.join(self.name, relative))
+                result = function(relative, item)
+                if result is not None:
+                    return result
+                if isinstance(item, Group):
+                    pending.append((relative + "/", link.target))
+        return None
+
+    def visit(self, function: Callable[[str], Any]) -> Any:
+        """Like :meth:`visititems` with names only."""
+        return self.visititems(lambda name, _: function(name))
+
+    def __repr__(self) -> str:
+        return f'<s3ecephys Group "{self.name}" ({len(self)} members)>'
+
+
+class File(Group):
+    """An indexed HDF5 file: the root group, plus ``store`` (its :class:`RangeStore`, whose
+    ``stats`` count requests) and ``index`` (the :class:`FileIndex`)."""
+
+    def __init__(self, store: RangeStore, index: FileIndex):
+        self.store = store
+        self.index = index
+        self._attribute_cache: dict[str, Attributes] = {}
+        super().__init__(self, "/", "/")
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    @property
+    def filename(self) -> str:
+        return self.store.url
+
+    def close(self) -> None:
+        """Nothing to release (no file handle is held); for h5py-style ``with`` blocks."""
+
+    def __enter__(self) -> File:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f'<s3ecephys File "{self.url}">'
+
+    def _object(self, canonical: str, name: str) -> Group | Dataset:
+        entry = self.index.objects[canonical]
+        if isinstance(entry, GroupIndex):
+            return self if canonical == "/" and name == "/" else Group(self, canonical, name)
+        return Dataset(self.store, entry, name)
+
+    def _open_reference(self, reference: Reference) -> Group | Dataset:
+        if reference.path is None:
+            raise ValueError("cannot open a null reference")
+        return self[reference.path]
+
+    def _attributes(self, canonical: str) -> Attributes:
+        if canonical not in self._attribute_cache:
+            self._attribute_cache[canonical] = Attributes(self.index.objects[canonical].attrs)
+        return self._attribute_cache[canonical]

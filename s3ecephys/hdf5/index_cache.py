@@ -1,0 +1,85 @@
+"""File indexes kept on local disk, one per object version.
+
+An index is stored as gzip'ed JSON under ``<cache_dir>/hdf5-index/``, named by a hash of the
+object's URL, the S3 endpoint and the object version (ETag or mtime, and size): a replaced object
+gets a new name, so a stale index is never used, only left behind. Writes go to a temporary file
+renamed into place, so readers never see half an index; an unreadable file is treated as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from s3ecephys.hdf5.index import FORMAT_VERSION, FileIndex
+from s3ecephys.storage.ranges import ObjectInfo, RangeStore
+
+CACHE_DIR_VARIABLE = "S3ECEPHYS_CACHE_DIR"
+
+_log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``$S3ECEPHYS_CACHE_DIR``, else ``$XDG_CACHE_HOME/s3ecephys``, else ``~/.cache/s3ecephys``."""
+    configured = os.environ.get(CACHE_DIR_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "s3ecephys"
+
+
+class IndexCache:
+    """Where file indexes are saved and found again (``directory`` None: the default)."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None):
+        root = Path(directory).expanduser() if directory is not None else default_cache_dir()
+        self.directory = root / "hdf5-index"
+
+    def path_for(self, store: RangeStore, info: ObjectInfo) -> Path:
+        """The cache file for this version of the object behind ``store``."""
+        options = store.storage_options if store.is_s3 else {}
+        endpoint = options.get("endpoint_url") or options.get("client_kwargs", {}).get(
+            "endpoint_url"
+        )
+        key = json.dumps([FORMAT_VERSION, store.url, endpoint, info.fingerprint])
+        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json.gz"
+
+    def load(self, store: RangeStore, info: ObjectInfo) -> FileIndex | None:
+        """The saved index of this object version, or None (absent, unreadable, another version)."""
+        path = self.path_for(store, info)
+        try:
+            index = FileIndex.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            _log.warning("ignoring unreadable index cache file %s: %s", path, error)
+            return None
+        same = (index.url, index.size, index.etag, index.mtime_ns) == (
+            store.url,
+            info.size,
+            info.etag,
+            info.mtime_ns,
+        )
+        return index if same else None
+
+    def save(self, store: RangeStore, info: ObjectInfo, index: FileIndex) -> Path | None:
+        """Save ``index`` atomically; a cache that cannot be written only costs a warning."""
+        path = self.path_for(store, info)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+            try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(index.dumps())
+                os.replace(scratch, path)
+            except BaseException:
+                Path(scratch).unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            _log.warning("could not save the file index to %s: %s", path, error)
+            return None
+        return path

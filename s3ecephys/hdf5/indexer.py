@@ -1,0 +1,446 @@
+"""Building a :class:`FileIndex` in one pass over an HDF5 file's metadata with h5py.
+
+h5py walks the file through a :class:`MetadataFile`, which serves its many small reads from cached
+blocks (the file's first MiB arrives in one request) and fetches B-trees, object headers and
+heaps a level at a time, ahead of h5py. Groups are visited breadth first, each object once (a
+second hard link to it is recorded as a link), soft and external links are recorded, not
+followed. Per dataset the layout and chunk table come from the low-level API
+(``get_offset``/``get_storage_size``, ``chunk_iter``); values that cannot be decoded from raw bytes
+(strings, references, compact storage) and small datasets are read once here and kept in the
+index, after concurrent prefetches of all their bytes, so that reopening needs no request.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from typing import Any
+
+import h5py
+import numpy as np
+
+from s3ecephys.hdf5.codecs import UnsupportedFilterError, check_supported, decode_chunk
+from s3ecephys.hdf5.dtypes import (
+    Description,
+    describe_dtype,
+    dtype_from_description,
+    is_raw_decodable,
+)
+from s3ecephys.hdf5.index import (
+    ChunkTable,
+    DatasetIndex,
+    FileIndex,
+    FilterInfo,
+    GroupIndex,
+    LinkInfo,
+)
+from s3ecephys.hdf5.metadata_file import MetadataFile
+from s3ecephys.hdf5.values import Encoded, Reference, encode_value
+from s3ecephys.storage.ranges import RangeStore
+
+# Datasets up to this many bytes are stored in the index: reading them later costs nothing.
+INLINE_LIMIT = 64 * 1024
+# Datasets that only h5py can decode (strings, references) are stored in the index up to this
+# many elements; beyond, reading them raises a clear error instead of bloating every index.
+INLINE_OBJECT_LIMIT = 2_000_000
+# A variable-length value as stored: its length, then its heap ID (the heap collection's address
+# and the index in it), with the 8-byte addresses of nearly every file.
+_HEAP_ID = np.dtype([("length", "<u4"), ("collection", "<u8"), ("index", "<u4")])
+# HDF5's smallest (and usual) global heap collection.
+_COLLECTION_BYTES = 4096
+# Bytes of one dataset worth prefetching before reading it for the index.
+_PREFETCH_LIMIT = 16 * 2**20
+# Metadata blocks: HDF5's metadata items are small and, past the file's head, scattered (chunk
+# B-tree leaves lie between chunks), so a small block wastes little on each. Measured on an
+# LFP-like file (24k chunks): 16 KiB fetched 7.8 MB where 64 KiB fetched 28 MB, for one more
+# round trip.
+_METADATA_BLOCK = 16 * 1024
+
+_LAYOUTS = {
+    h5py.h5d.CONTIGUOUS: "contiguous",
+    h5py.h5d.CHUNKED: "chunked",
+    h5py.h5d.COMPACT: "compact",
+    h5py.h5d.VIRTUAL: "virtual",
+}
+
+
+def build_index(store: RangeStore, *, inline_limit: int = INLINE_LIMIT) -> FileIndex:
+    """Index the HDF5 file behind ``store``: structure, attributes, layouts, small values."""
+    info = store.info()
+    before = store.stats.copy()
+    with (
+        MetadataFile(store, block_size=_METADATA_BLOCK) as handle,
+        h5py.File(handle, "r") as h5file,
+    ):
+        objects = _Walk(h5file, handle, inline_limit).run()
+    cost = store.stats - before
+    return FileIndex(
+        url=store.url,
+        size=info.size,
+        etag=info.etag,
+        mtime_ns=info.mtime_ns,
+        objects=objects,
+        build_requests=cost.requests,
+        build_bytes=cost.bytes,
+    )
+
+
+class _Walk:
+    def __init__(self, h5file: h5py.File, handle: MetadataFile, inline_limit: int):
+        self.file = h5file
+        self.handle = handle
+        self.inline_limit = inline_limit
+        self.objects: dict[str, GroupIndex | DatasetIndex] = {}
+        # Datasets whose values go into the index, read together at the end, with whether their
+        # raw bytes could be decoded without h5py.
+        self.to_inline: list[tuple[DatasetIndex, h5py.Dataset, bool]] = []
+        # Object header address -> canonical path, to resolve object references.
+        self.paths_by_address: dict[int, str] = {}
+
+    def run(self) -> dict[str, GroupIndex | DatasetIndex]:
+        root = self.file["/"]
+        self.paths_by_address[h5py.h5o.get_info(root.id).addr] = "/"
+        # Objects are told apart by header address (get_info on a dataset would also walk its
+        # whole chunk B-tree to sum metadata sizes: hundreds of reads for an LFP array).
+        seen = self.paths_by_address
+        queue: deque[tuple[str, h5py.Group]] = deque([("/", root)])
+        while queue:
+            path, group = queue.popleft()
+            entry = GroupIndex(path, attrs=self.attributes(group))
+            self.objects[path] = entry
+            for name in group:
+                child_path = f"{path.rstrip('/')}/{name}"
+                link = group.get(name, getlink=True)
+                if isinstance(link, h5py.SoftLink):
+                    entry.links[name] = LinkInfo("soft", link.path)
+                    continue
+                if isinstance(link, h5py.ExternalLink):
+                    entry.links[name] = LinkInfo("external", link.path, link.filename)
+                    continue
+                identity = group.id.links.get_info(name.encode()).u
+                if identity in seen:
+                    entry.links[name] = LinkInfo("hard", seen[identity])
+                    continue
+                child = group[name]
+                if isinstance(child, h5py.Group):
+                    queue.append((child_path, child))
+                elif isinstance(child, h5py.Dataset):
+                    self.objects[child_path] = self.dataset(child_path, child)
+                else:
+                    continue  # a named datatype: nothing to read
+                seen[identity] = child_path
+                entry.links[name] = LinkInfo("hard", child_path)
+        self.read_inline_values()
+        return self.objects
+
+    # -- datasets --------------------------------------------------------------------------------
+
+    def dataset(self, path: str, dataset: h5py.Dataset) -> DatasetIndex:
+        dsid = dataset.id
+        plist = dsid.get_create_plist()
+        description = describe_dtype(dataset.dtype)
+        layout = _LAYOUTS.get(plist.get_layout(), "unknown")
+        if layout == "contiguous" and plist.get_external_count() > 0:
+            layout = "external"
+        entry = DatasetIndex(
+            path=path,
+            dtype_description=description,
+            shape=dataset.shape,
+            maxshape=dataset.maxshape,
+            layout=layout,
+            attrs=self.attributes(dataset),
+            filters=tuple(_filter_info(plist.get_filter(i)) for i in range(plist.get_nfilters())),
+        )
+        raw = (
+            is_raw_decodable(description)
+            and _matches_file_type(dsid, dataset.dtype)
+            and layout in ("contiguous", "chunked")
+        )
+        if raw:
+            entry.fill_value = _fill_value(dataset)
+        if layout == "contiguous":
+            entry.offset = dsid.get_offset()
+            entry.storage_size = dsid.get_storage_size()
+        elif layout == "chunked":
+            entry.chunks = dataset.chunks
+            entry.chunk_table = _chunk_table(dataset)
+            entry.storage_size = int(entry.chunk_table.sizes.sum())
+        if dataset.shape is None:
+            return entry
+        count = int(np.prod(dataset.shape, dtype=np.int64))
+        if not raw:
+            if count <= INLINE_OBJECT_LIMIT:
+                self.to_inline.append((entry, dataset, raw))
+            else:
+                entry.unreadable = (
+                    f"{layout} {dataset.dtype} data of {count} elements is only readable through "
+                    "h5py; download the file to read it"
+                )
+        elif count * dataset.dtype.itemsize <= self.inline_limit:
+            self.to_inline.append((entry, dataset, raw))
+        return entry
+
+    def read_inline_values(self) -> None:
+        # Everything these datasets occupy is fetched in a few concurrent waves (their storage,
+        # then the heap collections their strings live in), so that h5py's reads then hit the
+        # block cache instead of costing a round trip each.
+        ranges = []
+        for entry, _, _ in self.to_inline:
+            ranges.extend(self.storage_ranges(entry))
+        self.handle.prefetch(ranges)
+        self.prefetch_heap_collections()
+        for entry, dataset, raw in self.to_inline:
+            try:
+                values = self.values(entry, dataset)
+            except Exception as error:
+                # e.g. a filter h5py lacks: raw data is left to the reader, which names it.
+                if not raw:
+                    entry.unreadable = f"h5py could not read it: {error}"
+                continue
+            entry.inline = encode_value(values, entry.dtype_description)
+
+    def storage_ranges(self, entry: DatasetIndex) -> list[tuple[int, int]]:
+        if entry.storage_size > _PREFETCH_LIMIT:
+            return []
+        if entry.layout == "contiguous" and entry.offset is not None:
+            return [(entry.offset, entry.storage_size)]
+        if entry.layout == "chunked" and entry.chunk_table is not None:
+            table = entry.chunk_table
+            return list(zip(table.offsets.tolist(), table.sizes.tolist(), strict=True))
+        return []
+
+    def prefetch_heap_collections(self) -> None:
+        """Fetch the global heap collections that hold the inlined datasets' variable-length
+        values: their addresses are in the datasets' stored bytes (already fetched)."""
+        addresses: set[int] = set()
+        for entry, _, _ in self.to_inline:
+            if entry.dtype_description["kind"] not in ("vlen_string", "vlen"):
+                continue
+            for data in self.stored_bytes(entry):
+                heap_ids = np.frombuffer(data[: len(data) - len(data) % 16], dtype=_HEAP_ID)
+                used = heap_ids[heap_ids["length"] > 0]["collection"]
+                addresses.update(int(a) for a in np.unique(used) if 0 < a < self.handle.size)
+        if not addresses:
+            return
+        self.handle.prefetch([(address, _COLLECTION_BYTES) for address in addresses])
+        # Collections are 4 KiB unless a value did not fit: fetch the rest of the large ones.
+        larger = []
+        for address in addresses:
+            header = self.handle.peek(address, 16)
+            if header[:4] == b"GCOL":
+                size = int.from_bytes(header[8:16], "little")
+                if _COLLECTION_BYTES < size <= _PREFETCH_LIMIT:
+                    larger.append((address, size))
+        self.handle.prefetch(larger)
+
+    def stored_bytes(self, entry: DatasetIndex) -> list[bytes]:
+        """The dataset's stored bytes (chunks unfiltered) from the block cache; empty when they
+        are not all there or cannot be unfiltered."""
+        pieces = []
+        for offset, size in self.storage_ranges(entry):
+            data = self.handle.peek(offset, size)
+            if len(data) < size:
+                return []
+            if entry.layout == "chunked":
+                try:
+                    check_supported(entry.filters, entry.path)
+                    data = bytes(decode_chunk(data, entry.filters, 0, 16, path=entry.path))
+                except (UnsupportedFilterError, ValueError, OSError):
+                    return []
+            pieces.append(data)
+        return pieces
+
+    def values(self, entry: DatasetIndex, dataset: h5py.Dataset) -> np.ndarray:
+        """All values of ``dataset``, with references as :class:`Reference`."""
+        description = entry.dtype_description
+        if _has_references(description) and not _has_region_references(description):
+            return self.reference_values(dataset, description)
+        return self.plain(np.asarray(dataset[...]), description)
+
+    def reference_values(self, dataset: h5py.Dataset, description: Description) -> np.ndarray:
+        # Read object references as the 8-byte header addresses they are and look the paths
+        # up in the walk's table: dereferencing each through h5py costs ~30 us a value.
+        memory_type, raw_dtype = _address_types(description)
+        raw = np.empty(dataset.shape, dtype=raw_dtype)
+        if raw.size:
+            dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, raw, mtype=memory_type)
+        return self.with_paths(raw, description)
+
+    def with_paths(self, raw: np.ndarray, description: Description) -> np.ndarray:
+        kind = description["kind"]
+        if kind == "reference":
+            paths = np.empty(raw.shape, dtype=object)
+            for position, address in np.ndenumerate(raw):
+                paths[position] = Reference(self.paths_by_address.get(int(address)))
+            return paths
+        if kind == "compound":
+            values = np.empty(raw.shape, dtype=dtype_from_description(description))
+            for name, _, field in description["fields"]:
+                values[name] = self.with_paths(raw[name], field)
+            return values
+        return raw
+
+    # -- attributes and values -------------------------------------------------------------------
+
+    def attributes(self, item: h5py.HLObject) -> dict[str, Encoded]:
+        encoded = {}
+        for name in item.attrs:
+            try:
+                value = item.attrs[name]
+            except Exception as error:  # an attribute type h5py cannot read: note, go on
+                encoded[name] = encode_value(f"<unreadable attribute: {error}>")
+                continue
+            encoded[name] = self.attribute(value)
+        return encoded
+
+    def attribute(self, value: Any) -> Encoded:
+        # Strings become str whatever their storage (fixed-length ones arrive as bytes).
+        if isinstance(value, h5py.Empty) or value is None:
+            return encode_value(None)
+        if isinstance(value, bytes | np.bytes_):
+            return encode_value(_text(bytes(value)))
+        if isinstance(value, h5py.Reference):
+            return encode_value(self.reference(value))
+        if isinstance(value, str):
+            return encode_value(value)
+        array = np.asarray(value)
+        if array.dtype.kind == "S" or (
+            array.dtype.kind == "O" and h5py.check_string_dtype(array.dtype) is not None
+        ):
+            text = np.empty(array.shape, dtype=object)
+            for position, item in np.ndenumerate(array):
+                text[position] = _text(item) if isinstance(item, bytes) else item
+            return encode_value(text, {"kind": "vlen_string", "encoding": "utf-8"})
+        description = describe_dtype(array.dtype)
+        return encode_value(self.plain(array, description), description)
+
+    def plain(self, values: np.ndarray, description: Description) -> np.ndarray:
+        """``values`` with h5py references replaced by :class:`Reference` (paths)."""
+        kind = description["kind"]
+        if kind == "reference":
+            plain = np.empty(values.shape, dtype=object)
+            for position, item in np.ndenumerate(values):
+                plain[position] = self.reference(item)
+            return plain
+        if kind == "compound" and _has_references(description):
+            plain = np.empty(values.shape, dtype=dtype_from_description(description))
+            for name, _, field in description["fields"]:
+                plain[name] = self.plain(values[name], field)
+            return plain
+        return values
+
+    def reference(self, reference: Any) -> Reference:
+        if not reference:
+            return Reference(None)
+        try:
+            return Reference(self.file[reference].name)
+        except (KeyError, ValueError, TypeError):
+            return Reference(None)
+
+
+def _filter_info(raw: tuple[Any, ...]) -> FilterInfo:
+    code, flags, values, name = raw
+    text = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+    return FilterInfo(int(code), text, int(flags), tuple(int(v) for v in values))
+
+
+def _chunk_table(dataset: h5py.Dataset) -> ChunkTable:
+    dsid, chunks = dataset.id, np.array(dataset.chunks, dtype=np.int64)
+    rows: list[tuple[tuple[int, ...], int, int, int]] = []
+    if hasattr(dsid, "chunk_iter"):
+        dsid.chunk_iter(
+            lambda info: rows.append(
+                (info.chunk_offset, info.byte_offset, info.size, info.filter_mask)
+            )
+        )
+    else:  # h5py < 3.8 or HDF5 < 1.12.3: one call per chunk
+        for number in range(dsid.get_num_chunks()):
+            info = dsid.get_chunk_info(number)
+            rows.append((info.chunk_offset, info.byte_offset, info.size, info.filter_mask))
+    if not rows:
+        return ChunkTable.empty(len(chunks))
+    offsets = np.array([row[0] for row in rows], dtype=np.int64).reshape(len(rows), len(chunks))
+    return ChunkTable(
+        grid=offsets // chunks,
+        offsets=np.array([row[1] for row in rows], dtype=np.int64),
+        sizes=np.array([row[2] for row in rows], dtype=np.int64),
+        filter_masks=np.array([row[3] for row in rows], dtype=np.int64),
+    )
+
+
+def _fill_value(dataset: h5py.Dataset) -> Encoded | None:
+    try:
+        value = dataset.fillvalue
+    except Exception:  # no fill value defined for this type: zeros, as HDF5 gives
+        return None
+    return encode_value(np.asarray(value, dtype=dataset.dtype))
+
+
+def _matches_file_type(dsid: h5py.h5d.DatasetID, dtype: np.dtype) -> bool:
+    """Whether the bytes in the file are laid out exactly as ``dtype`` (no conversion)."""
+    file_type = dsid.get_type()
+    try:
+        if file_type == h5py.h5t.py_create(dtype):
+            return True
+    except TypeError:
+        return False
+    # Integers and enums (bool included) written by other tools may differ in names or sign
+    # details h5py ignores; the bytes are still the values when size and order agree.
+    if dtype.kind not in "iub" or dtype.fields is not None:
+        return False
+    base = file_type.get_super() if isinstance(file_type, h5py.h5t.TypeEnumID) else file_type
+    if not isinstance(base, h5py.h5t.TypeIntegerID) or base.get_size() != dtype.itemsize:
+        return False
+    big = dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder == "big")
+    order = h5py.h5t.ORDER_BE if big else h5py.h5t.ORDER_LE
+    return dtype.itemsize == 1 or base.get_order() == order
+
+
+def _has_region_references(description: Description) -> bool:
+    kind = description["kind"]
+    if kind == "reference":
+        return bool(description["region"])
+    if kind == "compound":
+        return any(_has_region_references(field) for _, _, field in description["fields"])
+    return False
+
+
+def _address_types(description: Description) -> tuple[h5py.h5t.TypeID, np.dtype]:
+    """The HDF5 memory type that reads object references as raw addresses, and the numpy dtype
+    of what it reads (``<u8`` in place of each reference)."""
+    kind = description["kind"]
+    if kind == "reference":
+        return h5py.h5t.STD_REF_OBJ, np.dtype("<u8")
+    if kind != "compound":
+        dtype = dtype_from_description(description)
+        return h5py.h5t.py_create(dtype), dtype
+    names, formats, offsets, members = [], [], [], []
+    offset = 0
+    for name, _, field in description["fields"]:
+        member_type, member_dtype = _address_types(field)
+        names.append(name)
+        formats.append(member_dtype)
+        offsets.append(offset)
+        members.append((name, offset, member_type))
+        offset += member_dtype.itemsize
+    compound = h5py.h5t.create(h5py.h5t.COMPOUND, offset)
+    for name, member_offset, member_type in members:
+        compound.insert(name.encode(), member_offset, member_type)
+    raw = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": offset})
+    return compound, raw
+
+
+def _has_references(description: Description) -> bool:
+    kind = description["kind"]
+    if kind == "reference":
+        return True
+    if kind == "compound":
+        return any(_has_references(field) for _, _, field in description["fields"])
+    return False
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")

@@ -1,0 +1,56 @@
+"""The engine on the synthetic Allen dataset's LFP files, served by the local S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from s3ecephys.hdf5 import open_hdf5
+
+
+@pytest.fixture(scope="module")
+def lfp_files(request):
+    """(S3 URL, storage options, local copy) of the synthetic dataset's LFP files."""
+    synthetic = pytest.importorskip("s3ecephys.synthetic")
+    if not hasattr(synthetic, "write_dataset"):
+        pytest.skip("the synthetic dataset writer is not there yet")
+    location = request.getfixturevalue("s3_dataset")
+    root = Path(request.getfixturevalue("synthetic_dataset").root)
+    keys = sorted(location.filesystem().glob(location.url + "session_*/probe_*_lfp.nwb"))
+    assert keys, "the synthetic dataset has no LFP file"
+    prefix = location.url.removeprefix("s3://")
+    return [
+        (f"s3://{key}", location.storage_options, root / key.removeprefix(prefix)) for key in keys
+    ]
+
+
+def test_the_lfp_series_reads_like_h5py_in_one_round_trip(lfp_files, tmp_path):
+    url, options, local = lfp_files[0]
+    f = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+    theirs = h5py.File(local)
+    (name,) = [n for n in f["acquisition"] if n.endswith("_lfp_data")]
+    ours_data = f[f"acquisition/{name}/data"]  # through the soft link
+    their_data = theirs[f"acquisition/{name}/data"]
+    assert (ours_data.shape, ours_data.dtype, ours_data.chunks) == (
+        their_data.shape,
+        their_data.dtype,
+        their_data.chunks,
+    )
+    assert ours_data.compression == "gzip"
+    window = np.s_[100:1350, :]
+    f.store.stats.reset()
+    assert np.array_equal(ours_data[window], their_data[window])
+    assert f.store.stats.round_trips == 1
+    timestamps = f[f"acquisition/{name}/timestamps"]
+    assert np.array_equal(timestamps[-10:], theirs[f"acquisition/{name}/timestamps"][-10:])
+
+
+def test_every_lfp_file_reopens_with_one_head_request(lfp_files, tmp_path):
+    for url, options, _ in lfp_files:
+        first = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+        again = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+        assert first.store.stats.requests >= 2
+        assert (again.store.stats.requests, again.store.stats.bytes) == (1, 0)
