@@ -16,20 +16,10 @@ import tempfile
 from pathlib import Path
 
 from s3ecephys.hdf5.index import FORMAT_VERSION, FileIndex
+from s3ecephys.storage.cache_dir import user_cache_dir as default_cache_dir
 from s3ecephys.storage.ranges import ObjectInfo, RangeStore
 
-CACHE_DIR_VARIABLE = "S3ECEPHYS_CACHE_DIR"
-
 _log = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    """``$S3ECEPHYS_CACHE_DIR``, else ``$XDG_CACHE_HOME/s3ecephys``, else ``~/.cache/s3ecephys``."""
-    configured = os.environ.get(CACHE_DIR_VARIABLE)
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "s3ecephys"
 
 
 class IndexCache:
