@@ -41,7 +41,7 @@ def lfp_object(local_s3):
     return local_s3.url(key), local_s3.storage_options, data
 
 
-def test_a_second_open_costs_one_head_request(lfp_object, tmp_path):
+def test_a_second_open_costs_no_request(lfp_object, tmp_path):
     url, options, _ = lfp_object
     first = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
     cost = first.store.stats
@@ -49,9 +49,10 @@ def test_a_second_open_costs_one_head_request(lfp_object, tmp_path):
     # group's table, rewritten at the end; the chunk B-tree's leaves): not one per node.
     assert cost.round_trips <= 6
     second = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
-    assert (second.store.stats.requests, second.store.stats.bytes) == (1, 0)
     assert second["acquisition/probe_1_lfp_data/data"].shape == (10 * RATE, CHANNELS)
-    assert second.store.stats.requests == 1
+    assert (second.store.stats.requests, second.store.stats.bytes) == (0, 0)
+    checked = open_hdf5(url, storage_options=options, cache_dir=tmp_path, revalidate=True)
+    assert (checked.store.stats.requests, checked.store.stats.bytes) == (1, 0)  # the HEAD
 
 
 def test_one_second_of_all_channels_is_one_round_trip_of_just_the_chunks_needed(
@@ -97,6 +98,24 @@ def test_a_replaced_object_is_reindexed_and_old_handles_refuse_to_mix_versions(l
     new = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
     assert new.store.stats.requests > 1  # indexed again, not taken from the cache
     assert np.array_equal(new["acquisition/probe_1_lfp_data/data"][-5:], data[-5:])
+
+
+def test_a_warm_open_of_a_replaced_object_fails_on_its_first_read_then_reindexes(
+    local_s3, tmp_path
+):
+    key = "tests/hdf5/replaced-while-cached.nwb"
+    local_s3.put_object(key, lfp_file_bytes(seconds=2, seed=3)[0])
+    url, options = local_s3.url(key), local_s3.storage_options
+    open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+    content, data = lfp_file_bytes(seconds=3, seed=4)
+    local_s3.put_object(key, content)
+
+    stale = open_hdf5(url, storage_options=options, cache_dir=tmp_path)  # no request: trusted
+    assert stale.store.stats.requests == 0
+    with pytest.raises(ObjectChangedError, match="open it again"):
+        stale["acquisition/probe_1_lfp_data/data"][:10]
+    fresh = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+    assert np.array_equal(fresh["acquisition/probe_1_lfp_data/data"][-5:], data[-5:])
 
 
 @pytest.mark.slow

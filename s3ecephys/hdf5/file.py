@@ -1,12 +1,14 @@
 """Opening an HDF5 file in place, and browsing its groups like h5py's.
 
-:func:`open_hdf5` looks at the object once (one HEAD on S3), takes its index from the local cache
-when one exists for that very version, and otherwise builds it (one pass over the metadata) and
-saves it. Groups and datasets are then answered from the index; only dataset values are read.
+:func:`open_hdf5` takes a file's index from the local cache when one exists for the object's
+version (on S3: the version remembered from the last open, pinned on every read, so reopening
+costs no request), and otherwise builds it (one pass over the metadata) and saves it. Groups and
+datasets are then answered from the index; only dataset values are read.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
@@ -24,16 +26,30 @@ def open_hdf5(
     url: str | os.PathLike[str],
     storage_options: Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    revalidate: bool = False,
 ) -> File:
     """Open the HDF5 file at ``url`` (``s3://bucket/key``, ``file://`` URL or local path).
 
     ``storage_options`` are s3fs options (default: anonymous, us-west-2, endpoint from the
     environment). Indexes are cached under ``cache_dir`` (default ``$S3ECEPHYS_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/s3ecephys`` or ``~/.cache/s3ecephys``), keyed by the object's version.
+
+    An S3 object indexed before opens without any request: its remembered version is pinned
+    (every read carries ``If-Match``), so if it was replaced meanwhile the first read raises
+    :class:`~s3ecephys.storage.ranges.ObjectChangedError` and the next open indexes it again.
+    ``revalidate=True`` asks for the object's version first (one HEAD).
     """
     store = RangeStore(url, storage_options)
-    info = store.info()
     cache = IndexCache(cache_dir)
+    if store.is_s3 and not revalidate:
+        known = cache.recall(store)
+        index = cache.load(store, known) if known is not None else None
+        if index is not None:
+            store.pin(known)
+            store.on_changed = functools.partial(cache.forget, store)
+            return File(store, index)
+    info = store.info()
     index = cache.load(store, info)
     if index is None:
         # Only building an index needs h5py: reading through a cached one never imports it.
@@ -41,6 +57,9 @@ def open_hdf5(
 
         index = build_index(store)
         cache.save(store, info, index)
+    if store.is_s3:
+        cache.remember(store, info)
+        store.on_changed = functools.partial(cache.forget, store)
     return File(store, index)
 
 

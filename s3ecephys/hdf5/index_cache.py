@@ -8,6 +8,7 @@ renamed into place, so readers never see half an index; an unreadable file is tr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,6 +38,39 @@ class IndexCache:
         )
         key = json.dumps([FORMAT_VERSION, store.url, endpoint, info.fingerprint])
         return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json.gz"
+
+    def _latest_path(self, store: RangeStore) -> Path:
+        options = store.storage_options if store.is_s3 else {}
+        endpoint = options.get("endpoint_url") or options.get("client_kwargs", {}).get(
+            "endpoint_url"
+        )
+        key = json.dumps([FORMAT_VERSION, store.url, endpoint])
+        return self.directory / "latest" / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+
+    def remember(self, store: RangeStore, info: ObjectInfo) -> None:
+        """Note ``info`` as the version of ``store``'s object last indexed."""
+        path = self._latest_path(store)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_suffix(f".{os.getpid()}.tmp")
+            scratch.write_text(json.dumps(dataclasses.asdict(info)))
+            os.replace(scratch, path)
+        except OSError as error:
+            _log.warning("could not save %s: %s", path, error)
+
+    def recall(self, store: RangeStore) -> ObjectInfo | None:
+        """The version of ``store``'s object last indexed here, or None."""
+        try:
+            return ObjectInfo(**json.loads(self._latest_path(store).read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as error:
+            _log.warning("ignoring unreadable index cache entry for %s: %s", store.url, error)
+            return None
+
+    def forget(self, store: RangeStore) -> None:
+        """Drop the remembered version (the object was replaced): the next open looks again."""
+        self._latest_path(store).unlink(missing_ok=True)
 
     def load(self, store: RangeStore, info: ObjectInfo) -> FileIndex | None:
         """The saved index of this object version, or None (absent, unreadable, another version)."""

@@ -19,7 +19,7 @@ import bisect
 import os
 import random
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -185,6 +185,9 @@ class RangeStore:
         self.gap, self.max_request = gap, max_request
         self.concurrency, self.retries = concurrency, retries
         self.stats = RequestStats()
+        # Called when the object turns out to be another version than ``expected`` (set by
+        # whoever pinned that version from a cache, to forget it); never pickled.
+        self.on_changed: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._filesystem: Any = None
 
@@ -220,6 +223,12 @@ class RangeStore:
         self.expected = current
         self._checked = True
         return current
+
+    def pin(self, info: ObjectInfo) -> None:
+        """Take ``info`` as the object's version without asking (it was remembered from an earlier
+        look). Nothing is lost by trusting it: every GET carries ``If-Match``, so a replaced
+        object still fails with :class:`ObjectChangedError` on the first read."""
+        self.expected, self._checked = info, True
 
     def _changed_message(self, current: ObjectInfo | None = None) -> str:
         now = f" (now size {current.size}, {current.fingerprint})" if current else ""
@@ -400,6 +409,8 @@ class RangeStore:
             code = str(answer.get("Code", ""))
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in ("PreconditionFailed", "412") or status == 412:
+                if self.on_changed is not None:
+                    self.on_changed()
                 return ObjectChangedError(self._changed_message())
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 return FileNotFoundError(f"{self.url} does not exist ({what})")
