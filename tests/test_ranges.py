@@ -218,7 +218,7 @@ def test_h5py_reads_metadata_through_a_block_file(tmp_path, local_s3):
 
 
 def test_block_file_reads_and_seeks_like_a_file(payload_file):
-    handle = BlockFile(RangeStore(payload_file), block_size=1000, head_size=0)
+    handle = BlockFile(RangeStore(payload_file), block_size=1000, head_size=0, tail_size=0)
     handle.seek(2500)
     assert handle.read(3000) == PAYLOAD[2500:5500]
     assert handle.tell() == 5500

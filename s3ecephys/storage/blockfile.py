@@ -2,9 +2,10 @@
 
 h5py reads a file as many small, dependent reads (superblock, object headers, B-trees, heaps).
 Over S3 each miss costs a round trip, so this file object keeps what it has read in aligned blocks,
-fetches the head of the file (where HDF5 keeps most metadata) in one request when opened, and lets
-its owner prefetch regions it knows it will need. It is only for metadata: bulk data goes through
-:meth:`RangeStore.fetch` directly.
+fetches the head and the tail of the file in one concurrent wave when opened (HDF5 writers put
+the metadata of objects created before the bulk data at the head, and of those created after it at
+the end: pynwb's NWB files have both), and lets its owner prefetch regions it knows it will need.
+It is only for metadata: bulk data goes through :meth:`RangeStore.fetch` directly.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from s3ecephys.storage.ranges import RangeStore
 
 DEFAULT_BLOCK_SIZE = 64 * 1024
 DEFAULT_HEAD_SIZE = 1 << 20
+# On the synthetic Allen files, 1 MiB of tail cuts indexing from ~15 round trips to ~4.
+DEFAULT_TAIL_SIZE = 1 << 20
 
 
 class BlockFile(io.RawIOBase):
@@ -27,6 +30,7 @@ class BlockFile(io.RawIOBase):
         *,
         block_size: int = DEFAULT_BLOCK_SIZE,
         head_size: int = DEFAULT_HEAD_SIZE,
+        tail_size: int = DEFAULT_TAIL_SIZE,
     ):
         super().__init__()
         self.store = store
@@ -36,8 +40,10 @@ class BlockFile(io.RawIOBase):
         self._blocks: dict[int, bytes] = {}
         self._position = 0
         self._lock = threading.Lock()
-        if head_size:
-            self.prefetch([(0, min(head_size, self.size))])
+        ends = [(0, min(head_size, self.size))]
+        if tail_size:
+            ends.append((max(0, self.size - tail_size), min(tail_size, self.size)))
+        self.prefetch([(offset, length) for offset, length in ends if length > 0])
 
     def prefetch(self, ranges: list[tuple[int, int]]) -> None:
         """Bring the blocks covering ``ranges`` into the cache, in one concurrent fetch."""
