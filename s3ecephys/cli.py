@@ -62,7 +62,10 @@ def _cache_files(args: argparse.Namespace, policy: str):
     from s3ecephys.storage.location import DataLocation
 
     options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else None
-    return DatasetFiles(DataLocation.resolve(args.url, options), args.cache, policy)
+    location = DataLocation.resolve(args.url, options)
+    # Both commands compare with the remote copy: a wrong endpoint or prefix is named at once.
+    location.check()
+    return DatasetFiles(location, args.cache, policy)
 
 
 def _tables(files):

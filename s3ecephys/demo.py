@@ -7,23 +7,17 @@ served by a local S3 (moto) and read anonymously, in place, exactly as the real 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from s3ecephys.allen import manifest
-from s3ecephys.hdf5 import open_hdf5
-from s3ecephys.storage.location import DEFAULT_PREFIX, DataLocation
+from s3ecephys.storage.location import DEFAULT_PREFIX
 
 
 def _section(title: str) -> None:
     print(f"\n== {title}")
-
-
-def _read_table(location: DataLocation, relative_path: str) -> pd.DataFrame:
-    with location.filesystem().open(location.join(relative_path), "rb") as handle:
-        return pd.read_csv(handle, index_col="id")
 
 
 def _plot_lfp(path: Path, time: np.ndarray, volts: np.ndarray, title: str) -> None:
@@ -46,50 +40,82 @@ def _plot_lfp(path: Path, time: np.ndarray, volts: np.ndarray, title: str) -> No
 
 def run_demo(out: Path, seed: int = 0) -> Path:
     """Run the demo and return the path of the LFP plot it writes into ``out``."""
+    from s3ecephys.allen.cache import EcephysProjectCache
     from s3ecephys.synthetic import write_dataset
     from s3ecephys.testing import LocalS3
 
     out.mkdir(parents=True, exist_ok=True)
-    prefix = DEFAULT_PREFIX
-    with tempfile.TemporaryDirectory(prefix="s3ecephys-demo-") as scratch:
+    wide = pd.option_context("display.width", 140, "display.max_columns", 8)
+    with tempfile.TemporaryDirectory(prefix="s3ecephys-demo-") as scratch, wide:
         _section("A synthetic dataset in the Allen layout")
         dataset = write_dataset(Path(scratch) / "dataset", seed=seed)
         print(f"{len(dataset.session_ids)} sessions, {len(dataset.files)} files")
 
         with LocalS3() as s3:
-            s3.upload_directory(dataset.root, prefix=prefix)
-            location = s3.location(prefix)
-            _section("Served by a local S3, read anonymously")
-            print(f"endpoint {s3.endpoint_url}: {location.url}")
-            for entry in sorted(location.filesystem().ls(location.url.rstrip("/")))[:8]:
-                print(f"  {entry}")
+            s3.upload_directory(dataset.root, prefix=DEFAULT_PREFIX)
+            _section("Served by a local S3, read anonymously and in place")
+            print(f"endpoint {s3.endpoint_url}: {s3.url(DEFAULT_PREFIX)}")
+            cache = EcephysProjectCache.from_s3(
+                s3.url(DEFAULT_PREFIX),
+                storage_options=s3.storage_options,
+                cache_dir=Path(scratch) / "cache",
+                policy="lazy",
+                index_cache_dir=Path(scratch) / "index-cache",
+            )
 
-            _section("sessions.csv")
-            sessions = _read_table(location, manifest.sessions_csv())
-            with pd.option_context("display.width", 140, "display.max_columns", 8):
-                print(sessions)
-            _section("probes.csv")
-            probes = _read_table(location, manifest.probes_csv())
-            with pd.option_context("display.width", 140, "display.max_columns", 8):
-                print(probes)
+            _section("cache.get_session_table()")
+            sessions = cache.get_session_table()
+            print(sessions[["session_type", "full_genotype", "unit_count", "probe_count"]])
+            sst = sessions[
+                sessions["full_genotype"].str.contains("Sst", na=False)
+                & sessions["ecephys_structure_acronyms"].apply(lambda a: "VISl" in list(a))
+            ]
+            print(f"Sst sessions that recorded VISl: {list(sst.index)}")
+
+            _section("cache.get_probes() / get_channels()")
+            print(cache.get_probes()[["ecephys_session_id", "name", "lfp_sampling_rate",
+                                      "has_lfp_data"]])
+            print(f"{len(cache.get_channels())} channels")
+
+            _section("cache.get_units(), with and without the quality filters")
+            filtered = cache.get_units()
+            everything = cache.get_units(amplitude_cutoff_maximum=np.inf,
+                                         presence_ratio_minimum=-np.inf,
+                                         isi_violations_maximum=np.inf)
+            print(f"{len(filtered)} units pass the default filters, {len(everything)} without")
+            session_type = sessions["session_type"].iloc[0]
+            metrics = cache.get_unit_analysis_metrics_by_session_type(session_type)
+            print(f"analysis metrics of {session_type}: {metrics.shape}")
 
             session_id = dataset.session_ids[0]
+            _section(f"cache.get_session_data({session_id})")
+            session = cache.get_session_data(session_id)
+            print(session.units[["probe_description", "ecephys_structure_acronym",
+                                 "firing_rate"]].head())
+            unit_id = session.units.index[0]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                spikes = session.spike_times[unit_id]
+            for warning in caught:
+                print(f"note (AllenSDK's warning): {warning.message}")
+            print(f"unit {unit_id}: {len(spikes)} spikes (one byte range), first {spikes[:5]}")
+            print(f"{len(session.invalid_times)} invalid interval(s):")
+            print(session.invalid_times)
+            print(session.stimulus_presentations[["stimulus_name", "start_time",
+                                                  "stop_time"]].head())
+
             probe_id = dataset.lfp_probe_ids[session_id][0]
-            url = location.join(manifest.probe_lfp_nwb(session_id, probe_id))
-            _section(f"LFP of probe {probe_id}, read in place")
-            cache_dir = Path(scratch) / "index-cache"
-            lfp_file = open_hdf5(url, storage_options=location.storage_options, cache_dir=cache_dir)
-            series = lfp_file[f"acquisition/probe_{probe_id}_lfp_data"]
-            data, timestamps = series["data"], series["timestamps"]
-            print(f"data {data.shape} {data.dtype}, chunks {data.chunks}")
-            start = int(np.searchsorted(timestamps[:], timestamps[0] + 10.0))
-            window = data[start : start + 1250, :]
-            time = timestamps[start : start + 1250]
-            print(f"1 s x {window.shape[1]} channels: mean |V| = {np.abs(window).mean():.2e}")
+            _section(f"session.get_lfp({probe_id}): lazy, dask-backed")
+            lfp = session.get_lfp(probe_id)
+            print(lfp)
+            start = float(lfp["time"][0]) + 10.0
+            window = lfp.sel(time=slice(start, start + 1.0)).compute()
+            print(f"1 s x {window.sizes['channel']} channels read: "
+                  f"mean |V| = {float(np.abs(window).mean()):.2e}")
 
             plot = out / "lfp_window.png"
             title = f"probe {probe_id}: 1 s of LFP, every 4th channel"
-            _plot_lfp(plot, time, window[:, ::4], title)
+            _plot_lfp(plot, window["time"].values, window.values[:, ::4], title)
             _section("Done")
             print(f"plot written to {plot.resolve()}")
     return plot

@@ -129,3 +129,16 @@ def test_dask_process_workers_read_from_s3(lfp_object, tmp_path):
     assert np.array_equal(
         array[::7, 40:50].compute(scheduler="processes", num_workers=2), data[::7, 40:50]
     )
+
+
+def test_an_array_read_whole_again_and_again_is_kept_beside_the_index(lfp_object, tmp_path):
+    url, options, data = lfp_object
+    path = "acquisition/probe_1_lfp_data/timestamps"
+    first = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+    expected = np.arange(len(data)) / RATE + 13.58
+    assert np.array_equal(first.cached_values(path), expected)
+    assert first.store.stats.bytes > 0
+
+    again = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+    assert np.array_equal(again.cached_values(path), expected)
+    assert (again.store.stats.requests, again.store.stats.bytes) == (0, 0)

@@ -14,6 +14,8 @@ import posixpath
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from s3ecephys.hdf5.array import Dataset
 from s3ecephys.hdf5.attributes import Attributes
 from s3ecephys.hdf5.index import ExternalLinkError, FileIndex, GroupIndex, LinkInfo
@@ -48,7 +50,7 @@ def open_hdf5(
         if index is not None:
             store.pin(known)
             store.on_changed = functools.partial(cache.forget, store)
-            return File(store, index)
+            return File(store, index, cache)
     info = store.info()
     index = cache.load(store, info)
     if index is None:
@@ -60,7 +62,7 @@ def open_hdf5(
     if store.is_s3:
         cache.remember(store, info)
         store.on_changed = functools.partial(cache.forget, store)
-    return File(store, index)
+    return File(store, index, cache)
 
 
 class Group(Mapping[str, Any]):
@@ -147,9 +149,10 @@ class File(Group):
     """An indexed HDF5 file: the root group, plus ``store`` (its :class:`RangeStore`, whose
     ``stats`` count requests) and ``index`` (the :class:`FileIndex`)."""
 
-    def __init__(self, store: RangeStore, index: FileIndex):
+    def __init__(self, store: RangeStore, index: FileIndex, cache: IndexCache | None = None):
         self.store = store
         self.index = index
+        self.cache = cache
         self._attribute_cache: dict[str, Attributes] = {}
         super().__init__(self, "/", "/")
 
@@ -160,6 +163,21 @@ class File(Group):
     @property
     def filename(self) -> str:
         return self.store.url
+
+    def cached_values(self, path: str) -> np.ndarray:
+        """All values of the numeric dataset at ``path``, kept beside the file's index after the
+        first read (for arrays read whole again and again, such as an LFP's timestamps)."""
+        dataset = self[path]
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"{path} is a group, not a dataset")
+        if self.cache is None:
+            return np.asarray(dataset[()])
+        info = self.store.info()  # known since the open: no request
+        values = self.cache.load_values(self.store, info, dataset.name)
+        if values is None or values.shape != dataset.shape or values.dtype != dataset.dtype:
+            values = np.asarray(dataset[()])
+            self.cache.save_values(self.store, info, dataset.name, values)
+        return values
 
     def close(self) -> None:
         """Nothing to release (no file handle is held); for h5py-style ``with`` blocks."""

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from s3ecephys.hdf5.index import FORMAT_VERSION, FileIndex
 from s3ecephys.storage.cache_dir import user_cache_dir as default_cache_dir
 from s3ecephys.storage.ranges import ObjectInfo, RangeStore
@@ -71,6 +73,36 @@ class IndexCache:
     def forget(self, store: RangeStore) -> None:
         """Drop the remembered version (the object was replaced): the next open looks again."""
         self._latest_path(store).unlink(missing_ok=True)
+
+    def _values_path(self, store: RangeStore, info: ObjectInfo, name: str) -> Path:
+        stem = self.path_for(store, info).name.removesuffix(".json.gz")
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        return self.directory / "values" / f"{stem}-{digest}.npy"
+
+    def load_values(self, store: RangeStore, info: ObjectInfo, name: str) -> np.ndarray | None:
+        """The saved values of dataset ``name`` of this object version, or None."""
+        path = self._values_path(store, info, name)
+        try:
+            return np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            _log.warning("ignoring unreadable cached values %s: %s", path, error)
+            return None
+
+    def save_values(
+        self, store: RangeStore, info: ObjectInfo, name: str, values: np.ndarray
+    ) -> None:
+        """Keep the values of dataset ``name`` beside the index (atomically; best effort)."""
+        path = self._values_path(store, info, name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            with scratch.open("wb") as handle:
+                np.save(handle, values, allow_pickle=False)
+            os.replace(scratch, path)
+        except OSError as error:
+            _log.warning("could not save values to %s: %s", path, error)
 
     def load(self, store: RangeStore, info: ObjectInfo) -> FileIndex | None:
         """The saved index of this object version, or None (absent, unreadable, another version)."""
