@@ -27,6 +27,7 @@ from s3ecephys.allen.filters import (
     quality_metrics_mask,
     resolve_unit_filter_bounds,
 )
+from s3ecephys.allen.tables import WAVEFORM_METRIC_RENAMES
 from s3ecephys.hdf5 import open_hdf5
 from s3ecephys.nwb.lfp_file import LfpFile
 from s3ecephys.nwb.session_file import SessionFile
@@ -51,19 +52,10 @@ _REQUIRED_UNIT_COLUMNS = (
 _UNIT_RENAMES = {
     "description": "probe_description",
     "local_index_channel": "channel_local_index",
-    "PT_ratio": "waveform_PT_ratio",
-    "amplitude": "waveform_amplitude",
-    "duration": "waveform_duration",
-    "halfwidth": "waveform_halfwidth",
-    "recovery_slope": "waveform_recovery_slope",
-    "repolarization_slope": "waveform_repolarization_slope",
-    "spread": "waveform_spread",
-    "velocity_above": "waveform_velocity_above",
-    "velocity_below": "waveform_velocity_below",
+    **WAVEFORM_METRIC_RENAMES,
     "sampling_rate": "probe_sampling_rate",
     "lfp_sampling_rate": "probe_lfp_sampling_rate",
     "has_lfp_data": "probe_has_lfp_data",
-    "l_ratio": "L_ratio",
 }
 # The electrodes columns AllenSDK's ``Channels.from_nwb`` uses (``local_index`` in the 2020
 # files, ``probe_channel_number`` in newer ones).
