@@ -372,6 +372,8 @@ def _build_indexes(
                 "context": {**context, "scratch_dir": str(scratch)},
             }
             result = measure(proxy, job, workdir, arguments.index_timeout)
+            # A worker that timed out or crashed reported nothing about itself.
+            result.update(method=method, role=role)
             shutil.rmtree(scratch, ignore_errors=True)
             if result.get("error"):
                 log(f"  failed: {result['error']}")
