@@ -1,4 +1,4 @@
-"""The synthetic dataset against the real layout (/work/shared/ALLEN_LAYOUT.md §2, 3, 5–8).
+"""The synthetic dataset against the real layout (ALLEN_LAYOUT.md §2, 3, 5–8).
 
 Most tests read the session-wide ``synthetic_dataset`` (the small spec, seed 0). Paths and
 dtypes are checked with h5py, as the project's readers see them; pynwb only checks that every

@@ -1,7 +1,7 @@
 """A deterministic synthetic dataset in the exact layout of the Allen Visual Coding – Neuropixels
-cache (see /work/shared/ALLEN_LAYOUT.md): ``manifest.json``, the project CSVs, one session NWB
-file per session and one LFP NWB file per probe with LFP, written with pynwb as AllenSDK's 2020
-writer did, quirks of the real files included.
+cache (as the project's ALLEN_LAYOUT.md describes it): ``manifest.json``, the project CSVs, one
+session NWB file per session and one LFP NWB file per probe with LFP, written with pynwb as
+AllenSDK's 2020 writer did, quirks of the real files included.
 
 >>> from s3ecephys.synthetic import SyntheticSpec, write_dataset
 >>> dataset = write_dataset("/tmp/cache", spec=SyntheticSpec.small())  # doctest: +SKIP
