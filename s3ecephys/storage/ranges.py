@@ -32,7 +32,10 @@ from s3ecephys.storage.location import s3_storage_options
 DEFAULT_GAP = 512 * 1024
 # Long ranges split into parts of this size, so that one big read runs on several connections.
 DEFAULT_MAX_REQUEST = 8 * 2**20
-DEFAULT_CONCURRENCY = 32
+# Requests in flight at once. A wave is typically many small ranges (a chunk B-tree level: ~100
+# nodes; one channel over a real recording: ~256 chunks) that S3 answers side by side; above this
+# they queue and each further batch costs a round trip.
+DEFAULT_CONCURRENCY = 128
 DEFAULT_RETRIES = 5
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 5.0
