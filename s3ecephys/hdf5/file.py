@@ -44,24 +44,25 @@ def open_hdf5(
     """
     store = RangeStore(url, storage_options)
     cache = IndexCache(cache_dir)
-    if store.is_s3 and not revalidate:
-        known = cache.recall(store)
+    index = None
+    if store.is_s3:
+        # A replaced object is forgotten when a read finds it changed: the next open looks again.
+        store.on_changed = functools.partial(cache.forget, store)
+        known = None if revalidate else cache.recall(store)
         index = cache.load(store, known) if known is not None else None
         if index is not None:
             store.pin(known)
-            store.on_changed = functools.partial(cache.forget, store)
-            return File(store, index, cache)
-    info = store.info()
-    index = cache.load(store, info)
     if index is None:
-        # Only building an index needs h5py: reading through a cached one never imports it.
-        from s3ecephys.hdf5.indexer import build_index
+        info = store.info()
+        index = cache.load(store, info)
+        if index is None:
+            # Only building an index needs h5py: reading through a cached one never imports it.
+            from s3ecephys.hdf5.indexer import build_index
 
-        index = build_index(store)
-        cache.save(store, info, index)
-    if store.is_s3:
-        cache.remember(store, info)
-        store.on_changed = functools.partial(cache.forget, store)
+            index = build_index(store)
+            cache.save(store, info, index)
+        if store.is_s3:
+            cache.remember(store, info)
     return File(store, index, cache)
 
 

@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -34,31 +36,15 @@ class IndexCache:
 
     def path_for(self, store: RangeStore, info: ObjectInfo) -> Path:
         """The cache file for this version of the object behind ``store``."""
-        options = store.storage_options if store.is_s3 else {}
-        endpoint = options.get("endpoint_url") or options.get("client_kwargs", {}).get(
-            "endpoint_url"
-        )
-        key = json.dumps([FORMAT_VERSION, store.url, endpoint, info.fingerprint])
-        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json.gz"
+        return self.directory / f"{_key(store, info.fingerprint)}.json.gz"
 
     def _latest_path(self, store: RangeStore) -> Path:
-        options = store.storage_options if store.is_s3 else {}
-        endpoint = options.get("endpoint_url") or options.get("client_kwargs", {}).get(
-            "endpoint_url"
-        )
-        key = json.dumps([FORMAT_VERSION, store.url, endpoint])
-        return self.directory / "latest" / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+        return self.directory / "latest" / f"{_key(store)}.json"
 
     def remember(self, store: RangeStore, info: ObjectInfo) -> None:
         """Note ``info`` as the version of ``store``'s object last indexed."""
-        path = self._latest_path(store)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            scratch = path.with_suffix(f".{os.getpid()}.tmp")
-            scratch.write_text(json.dumps(dataclasses.asdict(info)))
-            os.replace(scratch, path)
-        except OSError as error:
-            _log.warning("could not save %s: %s", path, error)
+        text = json.dumps(dataclasses.asdict(info)).encode()
+        _write_atomically(self._latest_path(store), lambda handle: handle.write(text))
 
     def recall(self, store: RangeStore) -> ObjectInfo | None:
         """The version of ``store``'s object last indexed here, or None."""
@@ -94,15 +80,10 @@ class IndexCache:
         self, store: RangeStore, info: ObjectInfo, name: str, values: np.ndarray
     ) -> None:
         """Keep the values of dataset ``name`` beside the index (atomically; best effort)."""
-        path = self._values_path(store, info, name)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            with scratch.open("wb") as handle:
-                np.save(handle, values, allow_pickle=False)
-            os.replace(scratch, path)
-        except OSError as error:
-            _log.warning("could not save values to %s: %s", path, error)
+        _write_atomically(
+            self._values_path(store, info, name),
+            lambda handle: np.save(handle, values, allow_pickle=False),
+        )
 
     def load(self, store: RangeStore, info: ObjectInfo) -> FileIndex | None:
         """The saved index of this object version, or None (absent, unreadable, another version)."""
@@ -125,17 +106,32 @@ class IndexCache:
     def save(self, store: RangeStore, info: ObjectInfo, index: FileIndex) -> Path | None:
         """Save ``index`` atomically; a cache that cannot be written only costs a warning."""
         path = self.path_for(store, info)
+        data = index.dumps()
+        return path if _write_atomically(path, lambda handle: handle.write(data)) else None
+
+
+def _key(store: RangeStore, *version: str) -> str:
+    """A file name for ``store``'s object (URL and S3 endpoint), and a version if given."""
+    options = store.storage_options if store.is_s3 else {}
+    endpoint = options.get("endpoint_url") or options.get("client_kwargs", {}).get("endpoint_url")
+    key = json.dumps([FORMAT_VERSION, store.url, endpoint, *version])
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> bool:
+    """Write ``path`` through a temporary file renamed into place, so readers never see half of
+    it; a cache that cannot be written only costs a warning (returns False)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-            try:
-                with os.fdopen(descriptor, "wb") as handle:
-                    handle.write(index.dumps())
-                os.replace(scratch, path)
-            except BaseException:
-                Path(scratch).unlink(missing_ok=True)
-                raise
-        except OSError as error:
-            _log.warning("could not save the file index to %s: %s", path, error)
-            return None
-        return path
+            with os.fdopen(descriptor, "wb") as handle:
+                write(handle)
+            os.replace(scratch, path)
+        except BaseException:
+            Path(scratch).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        _log.warning("could not write %s to the index cache: %s", path, error)
+        return False
+    return True
