@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from s3ecephys.storage.blockfile import BlockFile
 from s3ecephys.storage.ranges import (
     ObjectChangedError,
+    ObjectInfo,
     RangeStore,
     ShortReadError,
     coalesce_ranges,
@@ -94,6 +95,44 @@ def test_info_is_one_head_and_remembered(payload_url, local_s3):
     assert first.size == len(PAYLOAD) and first.etag
     assert store.info() == first
     assert store.stats.requests == 1
+
+
+def test_the_ends_of_an_object_come_in_one_wave_that_also_tells_its_version(
+    payload_url, local_s3
+):
+    store = RangeStore(payload_url, local_s3.storage_options)
+    assert store.fetch_ends(2**20, 2**19) == (PAYLOAD[: 2**20], PAYLOAD[-(2**19) :])
+    assert (store.stats.requests, store.stats.round_trips) == (2, 1)
+    head = local_s3.client.head_object(Bucket=local_s3.bucket, Key="tests/ranges/payload.bin")
+    assert store.info() == ObjectInfo(size=len(PAYLOAD), etag=head["ETag"])
+    assert store.stats.requests == 2  # no HEAD was needed
+
+
+def test_the_ends_of_a_small_or_empty_object_are_all_of_it(local_s3):
+    local_s3.put_object("tests/ranges/small.bin", b"0123456789")
+    small = RangeStore(local_s3.url("tests/ranges/small.bin"), local_s3.storage_options)
+    assert small.fetch_ends(4096, 4096) == (b"0123456789", b"0123456789")
+    assert small.info().size == 10
+    local_s3.put_object("tests/ranges/empty.bin", b"")
+    empty = RangeStore(local_s3.url("tests/ranges/empty.bin"), local_s3.storage_options)
+    assert empty.fetch_ends(4096, 4096) == (b"", b"")
+    assert empty.info().size == 0
+
+
+def test_an_object_replaced_between_its_ends_is_not_mixed(payload_url, local_s3, monkeypatch):
+    real = RangeStore._get_with_version
+
+    async def head_of_another_version(self, client, span):
+        data, info = await real(self, client, span)
+        if span.startswith("0-"):
+            return data, ObjectInfo(size=info.size, etag='"an-earlier-version"')
+        return data, info
+
+    monkeypatch.setattr(RangeStore, "_get_with_version", head_of_another_version)
+    store = RangeStore(payload_url, local_s3.storage_options)
+    # The tail is asked again of the head's version, which S3 no longer has.
+    with pytest.raises(ObjectChangedError):
+        store.fetch_ends(1024, 1024)
 
 
 def test_a_replaced_object_is_reported_not_mixed(local_s3):
@@ -213,8 +252,8 @@ def test_h5py_reads_metadata_through_a_block_file(tmp_path, local_s3):
     with h5py.File(BlockFile(store), "r") as file:
         assert file["group"].attrs["note"] == "hello"
         np.testing.assert_array_equal(file["group/values"][:], np.arange(1000.0))
-    # The whole small file arrived with the head prefetch: HEAD + one GET.
-    assert store.stats.requests == 2
+    # The whole small file arrived with the first wave (its head and its tail), without a HEAD.
+    assert (store.stats.requests, store.stats.round_trips) == (2, 1)
 
 
 def test_block_file_reads_and_seeks_like_a_file(payload_file):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from s3ecephys.hdf5.attributes import Attributes
+from s3ecephys.hdf5.chunk_tables import LazyChunkTables
 from s3ecephys.hdf5.codecs import check_supported, filter_name
 from s3ecephys.hdf5.index import DEFLATE, FLETCHER32, SHUFFLE, DatasetIndex
 from s3ecephys.hdf5.planner import ReadPlan, plan_read
@@ -35,11 +36,20 @@ DEFAULT_TASK_BYTES = 64 * 2**20
 class Dataset:
     """One dataset of an indexed HDF5 file (see :func:`~s3ecephys.hdf5.open_hdf5`)."""
 
-    def __init__(self, store: RangeStore, index: DatasetIndex, name: str):
+    def __init__(
+        self,
+        store: RangeStore,
+        index: DatasetIndex,
+        name: str,
+        chunk_tables: LazyChunkTables | None = None,
+    ):
         self._store = store
         self._index = index
         self.name = name
         self.attrs = Attributes(index.attrs)
+        # Where a chunk table left out of the index is read from (the file's, shared by its
+        # datasets, keeps it beside the index).
+        self._chunk_tables = chunk_tables or LazyChunkTables(store, None)
 
     # -- metadata (no reads) ---------------------------------------------------------------------
 
@@ -133,6 +143,7 @@ class Dataset:
         """The values of ``selection`` (h5py's rules and results); reads the chunks it touches."""
         if self._index.shape is None:
             return None
+        self._chunk_tables.ensure([self._index])
         return read_selection(self._store, self._index, select(selection, self._shape()))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -143,6 +154,7 @@ class Dataset:
         """``[self[s] for s in selections]`` with one concurrent fetch for all of them (the rows
         of a ragged column, several windows)."""
         shape = self._shape()
+        self._chunk_tables.ensure([self._index])
         requests = [(self._index, select(selection, shape)) for selection in selections]
         return read_selections(self._store, requests)
 
@@ -152,6 +164,7 @@ class Dataset:
         for dataset in datasets:
             if dataset.store is not self._store:
                 raise ValueError(f"{dataset.name} is not in the file of {self.name}")
+        self._chunk_tables.ensure([d.index for d in datasets])
         requests = [(d.index, select((), d._shape())) for d in datasets]
         return read_selections(self._store, requests)
 
@@ -161,6 +174,7 @@ class Dataset:
         chosen = select(selection, self._shape())
         if self._index.inline is not None or self._index.layout not in ("chunked", "contiguous"):
             return ReadPlan(chosen, ())
+        self._chunk_tables.ensure([self._index])
         return plan_read(self._index, chosen)
 
     def asstr(self, encoding: str = "utf-8", errors: str = "strict") -> StringView:
@@ -190,6 +204,7 @@ class Dataset:
         if self._index.unreadable is not None:
             raise UnreadableDatasetError(f"{self.name}: {self._index.unreadable}")
         check_supported(self._index.filters, self.name)
+        self._chunk_tables.ensure([self._index])
         if chunks is None:
             unit = self.chunks or (1,) * len(shape)
             chunks = block_shape(shape, unit, dtype.itemsize, target_bytes)

@@ -35,6 +35,19 @@ DEFAULT_SIZES = Sizes()
 
 
 @dataclass(frozen=True)
+class ChunkNode:
+    """A node of a chunked dataset's v1 B-tree, read with the dataset's rank known: ``level``
+    (0 = leaf), child addresses (nodes, or chunks in a leaf) and, per child, the key before it:
+    the chunk's stored size, its filter mask and its first element along each axis."""
+
+    level: int
+    children: tuple[int, ...]
+    sizes: tuple[int, ...]
+    filter_masks: tuple[int, ...]
+    origins: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
 class TreeNode:
     """A v1 B-tree node: ``kind`` (0 group, 1 chunks), ``level`` (0 = leaf) and the addresses of
     its children (nodes, symbol table nodes for group leaves, chunks for chunk leaves)."""
@@ -73,6 +86,47 @@ def parse_tree_node(data: bytes, file_size: int, sizes: Sizes = DEFAULT_SIZES) -
         if node is not None:
             return node
     return None
+
+
+def chunk_node_bytes(rank: int, entries: int, sizes: Sizes = DEFAULT_SIZES) -> int:
+    """Bytes of a chunk B-tree node of a rank-``rank`` dataset holding ``entries`` children."""
+    key = 8 + 8 * (rank + 1)
+    return 8 + 2 * sizes.offsets + entries * (key + sizes.offsets) + key
+
+
+def chunk_node_entries(data: bytes) -> int | None:
+    """How many children the chunk B-tree node at the start of ``data`` says it has."""
+    if len(data) < 8 or data[:4] != TREE or data[4] != CHUNK_NODE:
+        return None
+    return int.from_bytes(data[6:8], "little")
+
+
+def parse_chunk_node(
+    data: bytes, rank: int, file_size: int, sizes: Sizes = DEFAULT_SIZES
+) -> ChunkNode | None:
+    """The chunk B-tree node of a rank-``rank`` dataset at the start of ``data``, or None if
+    ``data`` does not hold a whole, well-formed one (HDF5 File Format Specification III.A.1)."""
+    entries = chunk_node_entries(data)
+    if entries is None or len(data) < chunk_node_bytes(rank, entries, sizes):
+        return None
+    level = data[5]
+    key = 8 + 8 * (rank + 1)
+    stride = key + sizes.offsets
+    children, chunk_sizes, masks, origins = [], [], [], []
+    for number in range(entries):
+        start = 8 + 2 * sizes.offsets + number * stride
+        size, mask = struct.unpack_from("<II", data, start)
+        origin = struct.unpack_from(f"<{rank + 1}Q", data, start + 8)
+        where = start + key
+        address = int.from_bytes(data[where : where + sizes.offsets], "little")
+        # Every key before a child ends with a 0 offset (the element-size axis).
+        if origin[-1] != 0 or not 0 < address < file_size:
+            return None
+        children.append(address)
+        chunk_sizes.append(size)
+        masks.append(mask)
+        origins.append(origin[:-1])
+    return ChunkNode(level, tuple(children), tuple(chunk_sizes), tuple(masks), tuple(origins))
 
 
 def parse_symbol_node(data: bytes, file_size: int, sizes: Sizes = DEFAULT_SIZES) -> tuple[int, ...]:

@@ -3,7 +3,8 @@
 :func:`open_hdf5` takes a file's index from the local cache when one exists for the object's
 version (on S3: the version remembered from the last open, pinned on every read, so reopening
 costs no request), and otherwise builds it (one pass over the metadata) and saves it. Groups and
-datasets are then answered from the index; only dataset values are read.
+datasets are then answered from the index; only dataset values are read (and, the first time a
+large chunked dataset is read, its chunk table: see :mod:`s3ecephys.hdf5.chunk_tables`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from s3ecephys.hdf5.array import Dataset
 from s3ecephys.hdf5.attributes import Attributes
-from s3ecephys.hdf5.index import ExternalLinkError, FileIndex, GroupIndex, LinkInfo
+from s3ecephys.hdf5.chunk_tables import LazyChunkTables
+from s3ecephys.hdf5.index import DatasetIndex, ExternalLinkError, FileIndex, GroupIndex, LinkInfo
 from s3ecephys.hdf5.index_cache import IndexCache
 from s3ecephys.hdf5.values import Reference
 from s3ecephys.storage.ranges import RangeStore
@@ -52,18 +54,30 @@ def open_hdf5(
         index = cache.load(store, known) if known is not None else None
         if index is not None:
             store.pin(known)
+    if index is None and (revalidate or not store.is_s3):
+        index = cache.load(store, store.info())  # a stat, or one HEAD
     if index is None:
-        info = store.info()
-        index = cache.load(store, info)
-        if index is None:
-            # Only building an index needs h5py: reading through a cached one never imports it.
-            from s3ecephys.hdf5.indexer import build_index
-
-            index = build_index(store)
-            cache.save(store, info, index)
+        index = _index_anew(store, cache)
         if store.is_s3:
-            cache.remember(store, info)
+            cache.remember(store, store.info())
     return File(store, index, cache)
+
+
+def _index_anew(store: RangeStore, cache: IndexCache) -> FileIndex:
+    """The index of a file not opened here before: built, unless the file's first fetch (its
+    head and tail, which on S3 also tell its version) shows an index of it is cached."""
+    # Only building an index needs h5py: reading through a cached one never imports it.
+    from s3ecephys.hdf5.indexer import build_index, open_metadata
+
+    handle = open_metadata(store)
+    info = store.info()  # known now: no request
+    index = cache.load(store, info)
+    if index is not None:
+        handle.close()
+        return index
+    index = build_index(store, handle=handle)
+    cache.save(store, info, index)
+    return index
 
 
 class Group(Mapping[str, Any]):
@@ -154,6 +168,7 @@ class File(Group):
         self.store = store
         self.index = index
         self.cache = cache
+        self._chunk_tables = LazyChunkTables(store, cache)
         self._attribute_cache: dict[str, Attributes] = {}
         super().__init__(self, "/", "/")
 
@@ -180,6 +195,16 @@ class File(Group):
             self.cache.save_values(self.store, info, dataset.name, values)
         return values
 
+    def load_chunk_tables(self, paths: Iterable[str] | None = None) -> None:
+        """Read now the chunk tables the index left for later, of every dataset (or of those at
+        ``paths``), in one walk of all their B-trees; they are kept beside the index, so that no
+        later open of this file version reads any metadata (e.g. before a cluster run)."""
+        if paths is None:
+            entries = [e for e in self.index.objects.values() if isinstance(e, DatasetIndex)]
+        else:
+            entries = [self.index.objects[self.index.resolve(path)] for path in paths]
+        self._chunk_tables.ensure(e for e in entries if isinstance(e, DatasetIndex))
+
     def close(self) -> None:
         """Nothing to release (no file handle is held); for h5py-style ``with`` blocks."""
 
@@ -196,7 +221,7 @@ class File(Group):
         entry = self.index.objects[canonical]
         if isinstance(entry, GroupIndex):
             return self if canonical == "/" and name == "/" else Group(self, canonical, name)
-        return Dataset(self.store, entry, name)
+        return Dataset(self.store, entry, name, self._chunk_tables)
 
     def _open_reference(self, reference: Reference) -> Group | Dataset:
         if reference.path is None:

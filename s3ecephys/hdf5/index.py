@@ -23,7 +23,7 @@ from s3ecephys.hdf5.dtypes import Description, dtype_from_description
 from s3ecephys.hdf5.values import Encoded, decode_array, decode_value
 
 # Bumped whenever the JSON form changes, so that older cached indexes are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Well-known filter ids (H5Zpublic.h and the registered-filter list).
 DEFLATE, SHUFFLE, FLETCHER32, SZIP, NBIT, SCALEOFFSET = 1, 2, 3, 4, 5, 6
@@ -54,6 +54,15 @@ class LinkInfo:
     kind: str
     target: str
     file: str | None = None
+
+
+@dataclass(frozen=True)
+class ChunkTree:
+    """Where a chunked dataset's version-1 chunk B-tree starts: its root node's address, and the
+    width of the file's addresses (from the superblock)."""
+
+    address: int
+    address_width: int = 8
 
 
 @dataclass(eq=False)
@@ -149,8 +158,11 @@ class DatasetIndex:
     """What is known about one dataset without reading its data.
 
     ``layout`` is ``contiguous`` (``offset`` is None when never written), ``chunked``
-    (``chunks`` and ``chunk_table``), ``compact``, ``virtual`` or ``external``. ``inline`` holds
-    the values themselves when they were read at index time (small or non-numeric datasets).
+    (``chunks`` and ``chunk_table``), ``compact``, ``virtual`` or ``external``. A large chunked
+    dataset's table may be left out (None) with ``chunk_tree`` saying where to read it when its
+    data is first read (see :mod:`s3ecephys.hdf5.chunk_tables`); ``storage_size`` is then 0.
+    ``inline`` holds the values themselves when they were read at index time (small or
+    non-numeric datasets).
     ``unreadable`` says why the bytes cannot be decoded here, when they cannot and are not inline.
     """
 
@@ -164,6 +176,7 @@ class DatasetIndex:
     storage_size: int = 0
     chunks: tuple[int, ...] | None = None
     chunk_table: ChunkTable | None = None
+    chunk_tree: ChunkTree | None = None
     filters: tuple[FilterInfo, ...] = ()
     fill_value: Encoded | None = None
     inline: Encoded | None = None
@@ -172,6 +185,11 @@ class DatasetIndex:
     @cached_property
     def dtype(self) -> np.dtype:
         return dtype_from_description(self.dtype_description)
+
+    def set_chunk_table(self, table: ChunkTable) -> None:
+        """Record the chunk table (and so the stored size) of this chunked dataset."""
+        self.storage_size = int(table.sizes.sum())
+        self.chunk_table = table
 
     def inline_values(self) -> np.ndarray | None:
         return None if self.inline is None else decode_array(self.inline)
@@ -195,6 +213,11 @@ class DatasetIndex:
             "storage_size": self.storage_size,
             "chunks": None if self.chunks is None else list(self.chunks),
             "chunk_table": None if self.chunk_table is None else self.chunk_table.to_json(),
+            "chunk_tree": (
+                None
+                if self.chunk_tree is None
+                else [self.chunk_tree.address, self.chunk_tree.address_width]
+            ),
             "filters": [[f.id, f.name, f.flags, list(f.values)] for f in self.filters],
             "fill_value": self.fill_value,
             "inline": self.inline,
@@ -217,6 +240,7 @@ class DatasetIndex:
             chunk_table=(
                 None if data["chunk_table"] is None else ChunkTable.from_json(data["chunk_table"])
             ),
+            chunk_tree=None if data["chunk_tree"] is None else ChunkTree(*data["chunk_tree"]),
             filters=tuple(
                 FilterInfo(id_, name, flags, tuple(values))
                 for id_, name, flags, values in data["filters"]

@@ -2,7 +2,10 @@
 
 An index is stored as gzip'ed JSON under ``<cache_dir>/hdf5-index/``, named by a hash of the
 object's URL, the S3 endpoint and the object version (ETag or mtime, and size): a replaced object
-gets a new name, so a stale index is never used, only left behind. Writes go to a temporary file
+gets a new name, so a stale index is never used, only left behind. Beside an index, under the
+same name and a hash of a dataset's path, are kept what is read later and needed again: chunk
+tables left out of the index (``chunk-tables/``) and arrays read whole again and again
+(``values/``). Writes go to a temporary file
 renamed into place, so readers never see half an index; an unreadable file is treated as absent.
 """
 
@@ -20,11 +23,12 @@ from typing import BinaryIO
 
 import numpy as np
 
-from s3ecephys.hdf5.index import FORMAT_VERSION, FileIndex
+from s3ecephys.hdf5.index import FORMAT_VERSION, ChunkTable, FileIndex
 from s3ecephys.storage.cache_dir import user_cache_dir as default_cache_dir
 from s3ecephys.storage.ranges import ObjectInfo, RangeStore
 
 _log = logging.getLogger(__name__)
+_TABLE_COLUMNS = ("grid", "offsets", "sizes", "filter_masks")
 
 
 class IndexCache:
@@ -60,14 +64,16 @@ class IndexCache:
         """Drop the remembered version (the object was replaced): the next open looks again."""
         self._latest_path(store).unlink(missing_ok=True)
 
-    def _values_path(self, store: RangeStore, info: ObjectInfo, name: str) -> Path:
+    def _beside_path(self, store: RangeStore, info: ObjectInfo, name: str, kind: str) -> Path:
+        """Where something kept beside the index about dataset ``name`` goes."""
         stem = self.path_for(store, info).name.removesuffix(".json.gz")
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-        return self.directory / "values" / f"{stem}-{digest}.npy"
+        folder, suffix = {"values": ("values", ".npy"), "chunks": ("chunk-tables", ".npz")}[kind]
+        return self.directory / folder / f"{stem}-{digest}{suffix}"
 
     def load_values(self, store: RangeStore, info: ObjectInfo, name: str) -> np.ndarray | None:
         """The saved values of dataset ``name`` of this object version, or None."""
-        path = self._values_path(store, info, name)
+        path = self._beside_path(store, info, name, "values")
         try:
             return np.load(path, allow_pickle=False)
         except FileNotFoundError:
@@ -81,8 +87,30 @@ class IndexCache:
     ) -> None:
         """Keep the values of dataset ``name`` beside the index (atomically; best effort)."""
         _write_atomically(
-            self._values_path(store, info, name),
+            self._beside_path(store, info, name, "values"),
             lambda handle: np.save(handle, values, allow_pickle=False),
+        )
+
+    def load_chunk_table(self, store: RangeStore, info: ObjectInfo, name: str) -> ChunkTable | None:
+        """The saved chunk table of dataset ``name`` of this object version, or None."""
+        path = self._beside_path(store, info, name, "chunks")
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return ChunkTable(**{column: saved[column] for column in _TABLE_COLUMNS})
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as error:
+            _log.warning("ignoring unreadable cached chunk table %s: %s", path, error)
+            return None
+
+    def save_chunk_table(
+        self, store: RangeStore, info: ObjectInfo, name: str, table: ChunkTable
+    ) -> None:
+        """Keep the chunk table of dataset ``name`` beside the index (atomically; best effort)."""
+        columns = {column: getattr(table, column) for column in _TABLE_COLUMNS}
+        _write_atomically(
+            self._beside_path(store, info, name, "chunks"),
+            lambda handle: np.savez(handle, allow_pickle=False, **columns),
         )
 
     def load(self, store: RangeStore, info: ObjectInfo) -> FileIndex | None:

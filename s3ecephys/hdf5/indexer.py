@@ -1,24 +1,30 @@
 """Building a :class:`FileIndex` in one pass over an HDF5 file's metadata with h5py.
 
 h5py walks the file through a :class:`MetadataFile`, which serves its many small reads from cached
-blocks (the file's first MiB arrives in one request) and fetches B-trees, object headers and
+blocks (the file's first and last MiB arrive in one wave) and fetches B-trees, object headers and
 heaps a level at a time, ahead of h5py. Groups are visited breadth first, each object once (a
 second hard link to it is recorded as a link), soft and external links are recorded, not
-followed. Per dataset the layout and chunk table come from the low-level API
-(``get_offset``/``get_storage_size``, ``chunk_iter``); values that cannot be decoded from raw bytes
-(strings, references, compact storage) and small datasets are read once here and kept in the
-index, after concurrent prefetches of all their bytes, so that reopening needs no request.
+followed. Per dataset the layout comes from the low-level API (``get_offset``,
+``get_storage_size``). A chunked dataset's table is read from its version-1 B-tree by
+:mod:`s3ecephys.hdf5.chunk_btree` (all trees together) when the dataset's values go into the
+index, and otherwise left for the first read of its data (only where the tree starts is kept);
+chunks indexed in HDF5's newer structures are listed by ``chunk_iter``. Values that cannot be
+decoded from raw bytes (strings, references, compact storage) and small datasets are read once
+here and kept in the index, after concurrent prefetches of all their bytes, so that reopening
+needs no request.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import h5py
 import numpy as np
 
+from s3ecephys.hdf5.chunk_btree import ChunkTreeError, read_chunk_tables
 from s3ecephys.hdf5.codecs import UnsupportedFilterError, check_supported, decode_chunk
 from s3ecephys.hdf5.dtypes import (
     Description,
@@ -28,6 +34,7 @@ from s3ecephys.hdf5.dtypes import (
 )
 from s3ecephys.hdf5.index import (
     ChunkTable,
+    ChunkTree,
     DatasetIndex,
     FileIndex,
     FilterInfo,
@@ -35,8 +42,9 @@ from s3ecephys.hdf5.index import (
     LinkInfo,
 )
 from s3ecephys.hdf5.metadata_file import MetadataFile
+from s3ecephys.hdf5.object_header import parse_continuation_block, parse_object_header
 from s3ecephys.hdf5.values import Encoded, Reference, encode_value
-from s3ecephys.storage.ranges import RangeStore
+from s3ecephys.storage.ranges import RangeStore, RequestStats
 
 # Datasets up to this many bytes are stored in the index: reading them later costs nothing.
 INLINE_LIMIT = 64 * 1024
@@ -55,6 +63,8 @@ _PREFETCH_LIMIT = 16 * 2**20
 # LFP-like file (24k chunks): 16 KiB fetched 7.8 MB where 64 KiB fetched 28 MB, for one more
 # round trip.
 _METADATA_BLOCK = 16 * 1024
+# An object header's first block is read this far for its layout message (written first).
+_HEADER_BYTES = 4096
 
 _LAYOUTS = {
     h5py.h5d.CONTIGUOUS: "contiguous",
@@ -64,14 +74,27 @@ _LAYOUTS = {
 }
 
 
-def build_index(store: RangeStore, *, inline_limit: int = INLINE_LIMIT) -> FileIndex:
-    """Index the HDF5 file behind ``store``: structure, attributes, layouts, small values."""
-    info = store.info()
-    before = store.stats.copy()
-    with (
-        MetadataFile(store, block_size=_METADATA_BLOCK) as handle,
-        h5py.File(handle, "r") as h5file,
-    ):
+def open_metadata(store: RangeStore) -> MetadataFile:
+    """The file object an index is built through; opening it fetches the file's head and tail
+    (and, on S3, learns the object's version from them when it is not known yet: no HEAD)."""
+    return MetadataFile(store, block_size=_METADATA_BLOCK)
+
+
+def build_index(
+    store: RangeStore,
+    *,
+    handle: MetadataFile | None = None,
+    inline_limit: int = INLINE_LIMIT,
+) -> FileIndex:
+    """Index the HDF5 file behind ``store``: structure, attributes, layouts, small values.
+
+    ``handle`` is a file object from :func:`open_metadata` already opened on ``store`` (its
+    fetches count in the cost recorded); one is opened if not given.
+    """
+    before = store.stats.copy() if handle is None else RequestStats()
+    handle = handle if handle is not None else open_metadata(store)
+    info = store.info()  # known since the handle opened: no request
+    with handle, h5py.File(handle, "r") as h5file:
         objects = _Walk(h5file, handle, inline_limit).run()
     cost = store.stats - before
     return FileIndex(
@@ -94,6 +117,8 @@ class _Walk:
         # Datasets whose values go into the index, read together at the end, with whether their
         # raw bytes could be decoded without h5py.
         self.to_inline: list[tuple[DatasetIndex, h5py.Dataset, bool]] = []
+        # Chunked datasets whose chunk B-trees are read before their values.
+        self.trees_to_read: list[DatasetIndex] = []
         # Object header address -> canonical path, to resolve object references.
         self.paths_by_address: dict[int, str] = {}
 
@@ -125,17 +150,18 @@ class _Walk:
                 if isinstance(child, h5py.Group):
                     queue.append((child_path, child))
                 elif isinstance(child, h5py.Dataset):
-                    self.objects[child_path] = self.dataset(child_path, child)
+                    self.objects[child_path] = self.dataset(child_path, child, identity)
                 else:
                     continue  # a named datatype: nothing to read
                 seen[identity] = child_path
                 entry.links[name] = LinkInfo("hard", child_path)
+        self.read_chunk_trees()
         self.read_inline_values()
         return self.objects
 
     # -- datasets --------------------------------------------------------------------------------
 
-    def dataset(self, path: str, dataset: h5py.Dataset) -> DatasetIndex:
+    def dataset(self, path: str, dataset: h5py.Dataset, header: int) -> DatasetIndex:
         dsid = dataset.id
         plist = dsid.get_create_plist()
         description = describe_dtype(dataset.dtype)
@@ -158,27 +184,63 @@ class _Walk:
         )
         if raw:
             entry.fill_value = _fill_value(dataset)
+        count = 0 if dataset.shape is None else int(np.prod(dataset.shape, dtype=np.int64))
+        if dataset.shape is None:
+            inline = False
+        elif raw:
+            inline = count * dataset.dtype.itemsize <= self.inline_limit
+        else:
+            inline = count <= INLINE_OBJECT_LIMIT
         if layout == "contiguous":
             entry.offset = dsid.get_offset()
             entry.storage_size = dsid.get_storage_size()
         elif layout == "chunked":
             entry.chunks = dataset.chunks
-            entry.chunk_table = _chunk_table(dataset)
-            entry.storage_size = int(entry.chunk_table.sizes.sum())
+            entry.chunk_tree = self.chunk_tree(header)
+            if entry.chunk_tree is None:  # chunks indexed otherwise: h5py walks the index
+                entry.set_chunk_table(_chunk_table(dataset))
+            elif inline:  # its values are read now, so its table too (with the others')
+                self.trees_to_read.append(entry)
+            # else: left to be read when its data is first read.
         if dataset.shape is None:
             return entry
-        count = int(np.prod(dataset.shape, dtype=np.int64))
-        if not raw:
-            if count <= INLINE_OBJECT_LIMIT:
-                self.to_inline.append((entry, dataset, raw))
-            else:
-                entry.unreadable = (
-                    f"{layout} {dataset.dtype} data of {count} elements is only readable through "
-                    "h5py; download the file to read it"
-                )
-        elif count * dataset.dtype.itemsize <= self.inline_limit:
+        if inline:
             self.to_inline.append((entry, dataset, raw))
+        elif not raw:
+            entry.unreadable = (
+                f"{layout} {dataset.dtype} data of {count} elements is only readable through "
+                "h5py; download the file to read it"
+            )
         return entry
+
+    def chunk_tree(self, header: int) -> ChunkTree | None:
+        """Where the chunk B-tree of the dataset whose object header is at ``header`` starts,
+        when it is a version-1 B-tree (read from the header h5py has just read)."""
+        size, sizes = self.handle.size, self.handle.sizes
+        hints = parse_object_header(self.handle.peek(header, _HEADER_BYTES), size, sizes)
+        for address, length, version in hints.continuations:
+            block = self.handle.peek(address, length)
+            hints.merge(parse_continuation_block(block, version, size, sizes))
+        if hints.chunk_tree is None:
+            return None
+        return ChunkTree(hints.chunk_tree, sizes.offsets)
+
+    def read_chunk_trees(self) -> None:
+        """The chunk tables of the chunked datasets read now, all trees walked together."""
+        if not self.trees_to_read:
+            return
+
+        def read(spans: Sequence[tuple[int, int]]) -> list[bytes]:
+            self.handle.prefetch(list(spans))
+            return [self.handle.peek(offset, length) for offset, length in spans]
+
+        trees = [(entry.chunk_tree, entry.chunks) for entry in self.trees_to_read]
+        try:
+            tables = read_chunk_tables(read, trees, self.handle.size)
+        except ChunkTreeError:  # h5py reads what this reader could not
+            tables = [_chunk_table(self.file[entry.path]) for entry in self.trees_to_read]
+        for entry, table in zip(self.trees_to_read, tables, strict=True):
+            entry.set_chunk_table(table)
 
     def read_inline_values(self) -> None:
         # Everything these datasets occupy is fetched in a few concurrent waves (their storage,
@@ -342,6 +404,13 @@ def _filter_info(raw: tuple[Any, ...]) -> FilterInfo:
     code, flags, values, name = raw
     text = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
     return FilterInfo(int(code), text, int(flags), tuple(int(v) for v in values))
+
+
+def chunk_table_through_h5py(store: RangeStore, path: str) -> ChunkTable:
+    """The chunk table of the dataset at ``path`` as h5py's ``chunk_iter`` lists it (for chunk
+    B-trees :mod:`s3ecephys.hdf5.chunk_btree` could not read)."""
+    with open_metadata(store) as handle, h5py.File(handle, "r") as h5file:
+        return _chunk_table(h5file[path])
 
 
 def _chunk_table(dataset: h5py.Dataset) -> ChunkTable:

@@ -1,12 +1,14 @@
 """The file object h5py indexes through: a :class:`BlockFile` that fetches metadata ahead.
 
-A chunked dataset's chunk table is a B-tree whose nodes lie between the chunks, all over the file
-(one leaf per ~64 chunks: ~400 nodes for an Allen LFP array). h5py visits them one by one, so over
-S3 the index of one LFP file would cost ~400 round trips. Here, when h5py reads the root of a
-B-tree, all its descendants are fetched level by level (one concurrent wave per level) before
-h5py asks for them. The same for a group: its B-tree, symbol table nodes, its members' object
-headers, and what those point to (continuation blocks, string attribute heaps, their own B-trees
-and local heaps). h5py still parses everything itself: a wrong guess only costs bytes.
+h5py reads metadata one dependent piece at a time: over S3, a round trip each. Here, when h5py
+reads a B-tree node, all its descendants are fetched level by level (one concurrent wave per
+level) before h5py asks for them; the same for a group: its B-tree, symbol table nodes, its
+members' object headers, and what those point to (continuation blocks, string attribute heaps,
+their own B-trees and local heaps). Chunk B-trees are not followed from headers: their nodes lie
+between the chunks, all over the file (~400 for an Allen LFP array), and the index reads them
+itself, when needed (:mod:`s3ecephys.hdf5.chunk_btree`); the few h5py walks (a tree that reader
+could not read) are still fetched a level at a time. h5py parses everything itself: a wrong
+guess only costs bytes.
 """
 
 from __future__ import annotations
@@ -55,11 +57,12 @@ class MetadataFile(BlockFile):
 
     def __init__(self, store: RangeStore, **options: int):
         super().__init__(store, **options)
+        # Widths of addresses and lengths in this file (from the superblock).
+        self.sizes = parse_superblock(self.peek(0, 64))
         # Addresses already followed (h5py reading them again triggers nothing) and the items
         # expanded, as (kind, address, length): one address can be read as two kinds.
         self._expanded: set[int] = set()
         self._done: set[tuple[str, int, int]] = set()
-        self._sizes = parse_superblock(self.peek(0, 64))
 
     def readinto(self, buffer: memoryview | bytearray) -> int:
         start = self.tell()
@@ -86,29 +89,29 @@ class MetadataFile(BlockFile):
         """The metadata the (already fetched) item at ``address`` points to."""
         data = self.peek(address, length)
         if kind == _HEADER:
-            return self._header_leads(parse_object_header(data, self.size, self._sizes))
+            return self._header_leads(parse_object_header(data, self.size, self.sizes))
         if kind in (_CONTINUATION_V1, _CONTINUATION_V2):
             version = 1 if kind == _CONTINUATION_V1 else 2
-            hints = parse_continuation_block(data, version, self.size, self._sizes)
+            hints = parse_continuation_block(data, version, self.size, self.sizes)
             return self._header_leads(hints)
         signature = data[:4]
         if signature == SNOD:
             # Object headers of a group's members: fetched, then read for what they point to.
             return [
-                (_HEADER, a, _NODE_BYTES) for a in parse_symbol_node(data, self.size, self._sizes)
+                (_HEADER, a, _NODE_BYTES) for a in parse_symbol_node(data, self.size, self.sizes)
             ]
         if signature == TREE:
-            node = parse_tree_node(data, self.size, self._sizes)
+            node = parse_tree_node(data, self.size, self.sizes)
             if node is None or (node.kind == CHUNK_NODE and node.level == 0):
                 return []  # chunk leaves point at data, which the index never reads
             if node.kind in (GROUP_NODE, CHUNK_NODE):
                 return [(_NODE, a, _NODE_BYTES) for a in node.children]
         if signature == GCOL:
-            size = collection_size(data, self._sizes)
+            size = collection_size(data, self.sizes)
             if size is not None and length < size <= _MAX_COLLECTION:
                 return [(_RAW, address, size)]
         if signature == HEAP:
-            segment = local_heap_segment(data, self.size, self._sizes)
+            segment = local_heap_segment(data, self.size, self.sizes)
             return [(_RAW, *segment)] if segment else []
         return []
 

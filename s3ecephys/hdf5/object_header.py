@@ -4,9 +4,9 @@ Opening a group or dataset, h5py reads its object header, then whatever the head
 continuation blocks (headers grow when attributes are added later), the global heap collections
 holding variable-length string attributes (NWB's ``neurodata_type``, ``colnames`` …), a group's
 B-tree and local heap, a chunked dataset's chunk B-tree. Each would be one more round trip. These
-functions list those places so that they can be fetched together, before h5py asks. Like
-:mod:`s3ecephys.hdf5.btree`, nothing here is trusted for correctness: a header it cannot follow
-just yields fewer hints.
+functions list those places so that they can be fetched together, before h5py asks. A header
+they cannot follow just yields fewer hints; the one hint read for more than prefetching, a chunk
+B-tree's root, is checked node by node by :mod:`s3ecephys.hdf5.chunk_btree` when walked.
 See the HDF5 File Format Specification, section IV (object headers and their messages).
 """
 
@@ -26,17 +26,20 @@ _VARIABLE_LENGTH = 9
 @dataclass
 class HeaderHints:
     """Places an object header points to: continuation blocks ``(address, length, version)``,
-    global heap collections, and other metadata (a group's B-tree and local heap, a chunked
-    dataset's chunk B-tree)."""
+    global heap collections, other metadata (a group's B-tree and local heap) and, for a chunked
+    dataset whose chunks are indexed by a version-1 B-tree, that tree's root (not metadata worth
+    prefetching: an index leaves large chunk tables to be read when first needed)."""
 
     continuations: list[tuple[int, int, int]] = field(default_factory=list)
     heap_collections: list[int] = field(default_factory=list)
     metadata: list[int] = field(default_factory=list)
+    chunk_tree: int | None = None
 
     def merge(self, other: HeaderHints) -> None:
         self.continuations += other.continuations
         self.heap_collections += other.heap_collections
         self.metadata += other.metadata
+        self.chunk_tree = self.chunk_tree if other.chunk_tree is None else other.chunk_tree
 
 
 def parse_object_header(data: bytes, file_size: int, sizes: Sizes = DEFAULT_SIZES) -> HeaderHints:
@@ -98,10 +101,11 @@ def parse_messages(data: bytes, version: int, file_size: int, sizes: Sizes) -> H
                 if 0 < address < file_size:
                     hints.metadata.append(address)
         elif kind == _LAYOUT and size > 3 + sizes.offsets and body[0] == 3 and body[1] == _CHUNKED:
-            # Version 3 layout of a chunked dataset: the root of its chunk B-tree.
+            # Version 3 layout of a chunked dataset: the root of its chunk B-tree (version 4
+            # layouts index chunks in other structures, left to h5py).
             address = _integer(body, 3, sizes.offsets)
             if 0 < address < file_size:
-                hints.metadata.append(address)
+                hints.chunk_tree = address
         elif kind == _ATTRIBUTE:
             hints.heap_collections += _attribute_heap_collections(body, file_size, sizes)
         position = body_start + size

@@ -4,7 +4,8 @@ h5py reads a file as many small, dependent reads (superblock, object headers, B-
 Over S3 each miss costs a round trip, so this file object keeps what it has read in aligned blocks,
 fetches the head and the tail of the file in one concurrent wave when opened (HDF5 writers put
 the metadata of objects created before the bulk data at the head, and of those created after it at
-the end: pynwb's NWB files have both), and lets its owner prefetch regions it knows it will need.
+the end: pynwb's NWB files have both; on S3 that wave also tells the object's size and version),
+and lets its owner prefetch regions it knows it will need.
 It is only for metadata: bulk data goes through :meth:`RangeStore.fetch` directly.
 """
 
@@ -35,15 +36,26 @@ class BlockFile(io.RawIOBase):
         super().__init__()
         self.store = store
         self.block_size = block_size
-        self.size = store.info().size
         self.reads = 0
         self._blocks: dict[int, bytes] = {}
         self._position = 0
         self._lock = threading.Lock()
-        ends = [(0, min(head_size, self.size))]
-        if tail_size:
-            ends.append((max(0, self.size - tail_size), min(tail_size, self.size)))
-        self.prefetch([(offset, length) for offset, length in ends if length > 0])
+        head, tail = store.fetch_ends(head_size, tail_size)
+        self.size = store.info().size  # known since the ends arrived
+        self._keep(0, head)
+        self._keep(self.size - len(tail), tail)
+
+    def _keep(self, offset: int, data: bytes) -> None:
+        """Cache the whole blocks that ``data`` (the bytes from ``offset``) covers."""
+        end = offset + len(data)
+        block = -(-offset // self.block_size)
+        while block * self.block_size < end:
+            start = block * self.block_size
+            stop = min(start + self.block_size, self.size)
+            if stop > end:
+                break
+            self._blocks.setdefault(block, data[start - offset : stop - offset])
+            block += 1
 
     def prefetch(self, ranges: list[tuple[int, int]]) -> None:
         """Bring the blocks covering ``ranges`` into the cache, in one concurrent fetch."""

@@ -64,6 +64,10 @@ class ShortReadError(OSError):
     """A response held fewer or more bytes than asked for, on every retry."""
 
 
+class _RangeNotSatisfiable(OSError):
+    """S3 answered 416: the range asked for lies past the end (of an empty object)."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What identifies one version of an object: its size and its ETag (S3) or mtime (local)."""
@@ -254,7 +258,9 @@ class RangeStore:
         if any(offset < 0 or length < 0 for offset, length in ranges):
             raise ValueError(f"negative offset or length in {ranges[:5]}")
         requests = coalesce_ranges(ranges, gap=self.gap, max_request=self.max_request)
-        if self.expected is not None and requests:
+        if not requests:  # only empty ranges
+            return [b"" for _ in ranges]
+        if self.expected is not None:
             end = max(offset + length for offset, length in requests)
             if end > self.expected.size:
                 raise ValueError(
@@ -267,6 +273,24 @@ class RangeStore:
     def read(self, offset: int, length: int) -> bytes:
         """One range (see :meth:`fetch`)."""
         return self.fetch([(offset, length)])[0]
+
+    def fetch_ends(self, head: int, tail: int) -> tuple[bytes, bytes]:
+        """The first ``head`` and the last ``tail`` bytes of the object (all of it when it is
+        smaller), in one concurrent wave.
+
+        On S3, when the object's version is not known yet, it is not asked for first: both
+        answers carry the object's size and ETag, which are then pinned as by :meth:`info` (a
+        cold open saves the round trip of a HEAD).
+        """
+        if self.is_s3 and self.expected is None and (head > 0 or tail > 0):
+            try:
+                return self._run(self._get_ends, head, tail)
+            except _RangeNotSatisfiable:  # an empty object: nothing to cut ends from
+                pass
+        size = self.info().size
+        head, tail = min(head, size), min(tail, size)
+        first, last = self.fetch([(0, head), (size - tail, tail)])
+        return first, last
 
     def _count(self, requests: int, received: int, round_trips: int) -> None:
         with self._lock:
@@ -365,6 +389,51 @@ class RangeStore:
             waves = -(-len(requests) // self.concurrency) + max(attempts) - 1
             self._count(sum(attempts), received[0], waves)
 
+    async def _get_ends(self, head: int, tail: int) -> tuple[bytes, bytes]:
+        client = await self._client()
+
+        async def one(span: str) -> tuple[bytes, ObjectInfo]:
+            return await self._with_retries(
+                lambda: self._get_with_version(client, span), what=f"GET bytes={span}"
+            )
+
+        spans = [f"0-{head - 1}" if head > 0 else None, f"-{tail}" if tail > 0 else None]
+        answers = await asyncio.gather(*(one(span) for span in spans if span is not None))
+        requests, round_trips = len(answers), 1
+        versions = {info.fingerprint: info for _, info in answers}
+        if len(versions) > 1:
+            # Replaced between the two answers: ask the tail again, of the head's version (a
+            # further change fails with ObjectChangedError rather than mixing versions).
+            self.expected = answers[0][1]
+            answers[-1] = await one(spans[1] or "")
+            requests, round_trips = requests + 1, 2
+        info = answers[0][1]
+        self.expected, self._checked = info, True
+        bodies = iter(body for body, _ in answers)
+        first = next(bodies) if head > 0 else b""
+        last = next(bodies) if tail > 0 else b""
+        self._count(requests, sum(len(body) for body, _ in answers), round_trips)
+        for body, wanted, which in ((first, head, "first"), (last, tail, "last")):
+            if len(body) != min(wanted, info.size):
+                raise ShortReadError(
+                    f"{self.url}: asked for the {which} {wanted} bytes of {info.size}, "
+                    f"S3 sent {len(body)}"
+                )
+        return first, last
+
+    async def _get_with_version(self, client: Any, span: str) -> tuple[bytes, ObjectInfo]:
+        """The bytes of ``span`` (``a-b`` or ``-n``) and the version of the object they are of."""
+        arguments = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={span}"}
+        if self.expected is not None and self.expected.etag:
+            arguments["IfMatch"] = self.expected.etag
+        answer = await client.get_object(**arguments)
+        async with answer["Body"] as body:
+            data = await body.read()
+        # "bytes 0-1048575/310189396"; a server that sent the whole object has no Content-Range.
+        total = str(answer.get("ContentRange", "")).rpartition("/")[2]
+        size = int(total) if total.isdigit() else int(answer["ContentLength"])
+        return data, ObjectInfo(size=size, etag=answer.get("ETag"))
+
     async def _get_range(self, client: Any, offset: int, length: int) -> bytes:
         arguments = {
             "Bucket": self.bucket,
@@ -415,6 +484,8 @@ class RangeStore:
                 if self.on_changed is not None:
                     self.on_changed()
                 return ObjectChangedError(self._changed_message())
+            if code == "InvalidRange" or status == 416:
+                return _RangeNotSatisfiable(f"{what} of {self.url}: range not satisfiable")
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 return FileNotFoundError(f"{self.url} does not exist ({what})")
             if code in ("AccessDenied", "403", "Forbidden") or status == 403:
