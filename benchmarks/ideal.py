@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.chunk_index import Box, DatasetLayout
-from s3ecephys.storage.ranges import ObjectInfo, RangeStore
+from s3ecephys.storage.ranges import ObjectInfo, RangeStore, coalesce_ranges
 
 
 def _decode(layout: DatasetLayout, stored: bytes, shape: tuple[int, ...]) -> np.ndarray:
@@ -102,6 +102,20 @@ class IdealReader:
             total[column : column + len(partial)] += partial
         bodies.clear()
         return np.sqrt(total / rows)
+
+    def transfer(self, path: str) -> dict[str, int]:
+        """Every stored chunk of ``path`` fetched in one round as :meth:`channel_rms` fetches
+        them, nothing decoded: the transfer alone. Returns how many chunks and bytes arrived."""
+        layout = self.layouts[path]
+        assert layout.layout == "chunked" and layout.chunk_offsets is not None
+        assert layout.chunk_sizes is not None
+        chunks = list(zip(layout.chunk_offsets.tolist(), layout.chunk_sizes.tolist(), strict=True))
+        # Asking for the requests themselves sends exactly the requests the chunks would (merging
+        # them again changes nothing), but each body comes back as it arrived instead of being
+        # copied out chunk by chunk: no decode-side work in the timing, one copy of the bytes.
+        requests = coalesce_ranges(chunks, gap=self.store.gap, max_request=self.store.max_request)
+        received = sum(len(body) for body in self.store.fetch(requests))
+        return {"chunks": len(chunks), "bytes_received": received}
 
     def _chunk(self, layout: DatasetLayout, position: int, stored: bytes) -> np.ndarray:
         assert layout.chunks is not None

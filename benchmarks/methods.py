@@ -59,6 +59,9 @@ class Method:
     label = ""
     # Why a workload kind cannot be measured for this method (kind -> reason), if so.
     not_applicable: dict[str, str] = {}
+    # Whether the method's answers are values read from the file, to be checked against the
+    # reference; a method that only moves bytes has nothing to check.
+    decodes = True
 
     def __init__(self, context: Context):
         self.context = context
@@ -395,6 +398,24 @@ class Ideal(Method):
         return {"requests": stats.requests, "bytes": stats.bytes, "round_trips": stats.round_trips}
 
 
+class RawGet(Ideal):
+    """The transfer alone: the ideal reader's requests for every stored chunk of W7's dataset
+    (same store, same coalescing and concurrency, no HEAD), the bodies dropped undecoded. Its wall
+    time is what the server and the proxy take to deliver W7's bytes at that concurrency: the raw
+    concurrent-GET throughput the W7 readers are compared with."""
+
+    name = "raw-get"
+    label = "raw concurrent GETs, no decoding"
+    decodes = False
+    not_applicable = {
+        kind: "measures only the transfer of W7's chunks (the throughput W7 is compared with)"
+        for kind in ("metadata", "box", "ragged")
+    }
+
+    def channel_rms(self, handle: Any, path: str) -> dict[str, int]:
+        return handle.transfer(path)
+
+
 METHODS: dict[str, type[Method]] = {
     method.name: method
     for method in (
@@ -406,6 +427,7 @@ METHODS: dict[str, type[Method]] = {
         Kerchunk,
         DownloadThenRead,
         Ideal,
+        RawGet,
         LocalH5py,
     )
 }
@@ -416,6 +438,7 @@ QUICK_METHODS = (
     "h5py-s3fs",
     "h5py-s3fs-2mib",
     "ideal",
+    "raw-get",
     "local-h5py",
 )
 # Methods that read the S3 object (everything but the local reference).

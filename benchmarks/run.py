@@ -41,8 +41,13 @@ DEFAULT_INDEX_TIMEOUT = 600.0
 # arriving after the worker's last phase ended are not attributed to it anyway).
 _SETTLE = 0.05
 
-# (method, workload kind) pairs that are not run, and why. Everything else is run.
-NOT_APPLICABLE: dict[tuple[str, str], str] = {}
+# (method, workload kind) pairs that are not run, and why (each method says which kinds it cannot
+# measure). Everything else is run.
+NOT_APPLICABLE: dict[tuple[str, str], str] = {
+    (name, kind): reason
+    for name, method in METHODS.items()
+    for kind, reason in method.not_applicable.items()
+}
 
 
 def log(message: str) -> None:
@@ -406,6 +411,7 @@ def _run_all(
                 "workload": workload.name,
                 "needed_bytes": workload.needed_bytes,
                 "needed_ranges": workload.needed_ranges,
+                "decodes": METHODS[name].decodes,
             }
             if reason is not None:
                 log(f"{workload.name} {name}: n/a ({reason[:60]})")
@@ -452,10 +458,11 @@ def _log_run(result: dict[str, Any]) -> None:
 
 def _check_results(runs: list[dict[str, Any]]) -> None:
     """Mark each run whose values differ from the local h5py reference (or, without it, from the
-    first successful run of the workload)."""
+    first successful run of the workload that decodes values). Runs that decode nothing
+    (``raw-get``) have no values to compare and are neither reference nor checked."""
     by_workload: dict[str, list[dict[str, Any]]] = {}
     for run_result in runs:
-        if run_result["status"] == "ok":
+        if run_result["status"] == "ok" and run_result.get("decodes", True):
             by_workload.setdefault(run_result["workload"], []).append(run_result)
     for results in by_workload.values():
         reference = next((r for r in results if r["method"] == "local-h5py"), results[0])

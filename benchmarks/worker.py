@@ -94,6 +94,9 @@ def run_index_job(job: dict[str, Any]) -> dict[str, Any]:
                 storage_options=context.storage_options,
                 cache_dir=context.warm_cache_dir,
             )
+            # The whole index, as after earlier reads: chunk tables too (left for the first read
+            # of each dataset otherwise).
+            handle.load_chunk_tables()
             stats = handle.store.stats
             result["own_stats"] = {
                 "requests": stats.requests,

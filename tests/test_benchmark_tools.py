@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -296,6 +297,90 @@ def test_the_ideal_reader_reads_what_h5py_reads_in_one_fetch(small_hdf5):
     reader.close()
 
 
+def test_the_raw_transfer_sends_the_ideal_readers_requests_and_decodes_nothing(small_hdf5):
+    from benchmarks.chunk_index import build_layouts
+    from benchmarks.ideal import IdealReader
+    from s3ecephys.storage.ranges import ObjectInfo, coalesce_ranges
+
+    layouts = build_layouts(small_hdf5, ["grid"])
+    grid = layouts["grid"]
+    chunks = list(zip(grid.chunk_offsets.tolist(), grid.chunk_sizes.tolist(), strict=True))
+    status = small_hdf5.stat()
+    info = ObjectInfo(size=status.st_size, mtime_ns=status.st_mtime_ns)
+    readers = [IdealReader(str(small_hdf5), {}, info, layouts) for _ in range(2)]
+    # Small requests and no gap merging, so that the chunks' requests split and differ from them.
+    for reader in readers:
+        reader.store.gap, reader.store.max_request = 0, 1000
+    requests = coalesce_ranges(chunks, gap=0, max_request=1000)
+    assert len(requests) > 1 and requests != chunks
+    # Merging the requests again gives the same requests: asking for them is asking for the chunks.
+    assert coalesce_ranges(requests, gap=0, max_request=1000) == requests
+    decoded, raw = readers
+    decoded.channel_rms("grid")
+    assert raw.transfer("grid") == {
+        "chunks": len(chunks),
+        "bytes_received": sum(length for _, length in requests),
+    }
+    assert raw.store.stats == decoded.store.stats
+    assert raw.store.stats.requests == len(requests) and raw.store.stats.round_trips == 1
+    for reader in readers:
+        reader.close()
+
+
+def test_raw_get_runs_only_w7_and_is_in_every_default_method_list():
+    from benchmarks.run import NOT_APPLICABLE, parse_arguments
+
+    for argv in ([], ["--quick"], ["--methods", "all"], ["--methods", "ideal,raw-get"]):
+        assert "raw-get" in parse_arguments(argv).methods, argv
+    assert set(NOT_APPLICABLE) == {("raw-get", kind) for kind in ("metadata", "box", "ragged")}
+
+
+def _ok_run(method: str, wall: float, fingerprint: dict, decodes: bool = True) -> dict:
+    return {
+        "method": method,
+        "workload": "W7",
+        "status": "ok",
+        "decodes": decodes,
+        "needed_bytes": 300_000_000,
+        "fingerprint": fingerprint,
+        "proxy": {"all": {"requests": 36, "bytes": 300_000_000, "round_trips": 1}},
+        "wall": {"open": 0.01, "read": wall - 0.01, "total": wall},
+        "peak_rss": 2**30,
+    }
+
+
+def test_runs_that_decode_nothing_are_neither_the_reference_nor_checked():
+    from benchmarks.report import _row_cells
+    from benchmarks.run import _check_results
+
+    raw = _ok_run("raw-get", 2.0, {"bytes_received": "300000000", "chunks": "6144"}, False)
+    rms = {"shape": [95], "sum": 1.0, "sumsq": 1.0}
+    runs = [raw, _ok_run("ideal", 2.5, rms), _ok_run("s3ecephys-warm", 3.0, dict(rms, sum=2.0))]
+    _check_results(runs)
+    assert "matches_reference" not in raw
+    assert [r["matches_reference"] for r in runs[1:]] == [True, False]
+    assert {r["reference_method"] for r in runs[1:]} == {"ideal"}
+    assert [_row_cells(r, {})[-1] for r in runs] == ["not decoded", "same", "**DIFFERENT**"]
+
+
+def test_w7_throughput_is_stated_as_a_share_of_raw_gets():
+    from benchmarks.report import _throughput
+
+    workload = {"name": "W7", "needed_bytes": 300_000_000, "kind": "rms"}
+    runs = [
+        _ok_run("s3ecephys-warm", 4.0, {}),
+        _ok_run("raw-get", 2.0, {}, decodes=False),
+        {"method": "kerchunk", "workload": "W7", "status": "n/a", "reason": "no references"},
+    ]
+    lines = _throughput({"runs": runs}, workload)
+    assert lines[0] == "Throughput: 300 MB needed ÷ wall s."
+    assert "| s3ecephys-warm | 4.000 | 75.0 | 50 % |" in lines
+    assert "| raw-get | 2.000 | 150.0 | 100 % |" in lines
+    assert not any("kerchunk" in line for line in lines)
+    alone = _throughput({"runs": runs[:1]}, workload)
+    assert "no `raw-get` run" in alone[0] and "| s3ecephys-warm | 4.000 | 75.0 | – |" in alone
+
+
 @pytest.mark.benchmark
 def test_the_quick_benchmark_runs_end_to_end(tmp_path):
     synthetic = pytest.importorskip("s3ecephys.synthetic")
@@ -323,5 +408,13 @@ def test_the_quick_benchmark_runs_end_to_end(tmp_path):
     assert results["runs"], "no measurements"
     failed = [r for r in results["runs"] if r.get("error")]
     assert not failed, failed
-    assert out.with_suffix(".md").exists()
+    raw = [r for r in results["runs"] if r["method"] == "raw-get"]
+    assert {r["workload"]: r["status"] for r in raw} == {
+        **{w: "n/a" for w in ("W1", "W2", "W3", "W4", "W5", "W6")},
+        "W7": "ok",
+    }
+    w7 = next(r for r in raw if r["workload"] == "W7")
+    assert w7["proxy"]["all"]["bytes"] >= w7["needed_bytes"] and "matches_reference" not in w7
+    markdown = out.with_suffix(".md").read_text()
+    assert re.search(r"^\| raw-get \| [\d.]+ \| [\d.]+ \| 100 % \|$", markdown, re.MULTILINE)
     assert "python -m benchmarks.run" in completed.stdout

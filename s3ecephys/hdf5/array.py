@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import dask.array
 
 # Decoded bytes per dask task when ``to_dask`` chooses the blocks.
-DEFAULT_TASK_BYTES = 64 * 2**20
+DEFAULT_TASK_BYTES = 16 * 2**20
 
 
 class Dataset:

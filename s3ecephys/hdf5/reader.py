@@ -55,7 +55,7 @@ def read_selections(
         outputs.append((number, dataset, selection, out))
         work += [(piece, dataset, out) for piece in plan.pieces if piece.offset is not None]
     if work:
-        bodies = store.fetch([(piece.offset, piece.size) for piece, _, _ in work])
+        bodies = store.fetch([(piece.offset, piece.size) for piece, _, _ in work], views=True)
         _place_all(list(zip(work, bodies, strict=True)))
     for number, _, selection, out in outputs:
         results[number] = selection.finish(out)

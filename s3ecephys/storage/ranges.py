@@ -129,9 +129,13 @@ def coalesce_ranges(
 
 
 def _slice_out(
-    ranges: Sequence[tuple[int, int]], requests: Sequence[tuple[int, int]], bodies: list[bytes]
-) -> list[bytes]:
-    """Cut each asked-for range out of the request bodies that cover it (it may span several)."""
+    ranges: Sequence[tuple[int, int]],
+    requests: Sequence[tuple[int, int]],
+    bodies: list[bytes],
+    views: bool = False,
+) -> list[Any]:
+    """Cut each asked-for range out of the request bodies that cover it (it may span several);
+    with ``views``, a range inside one body is a memoryview of it instead of a copy."""
     starts = [offset for offset, _ in requests]
     out = []
     for offset, length in ranges:
@@ -142,7 +146,7 @@ def _slice_out(
         pieces, position, end = [], offset, offset + length
         while position < end:
             request_offset, request_length = requests[index]
-            body = bodies[index]
+            body = memoryview(bodies[index]) if views else bodies[index]
             stop = min(end, request_offset + request_length)
             pieces.append(body[position - request_offset : stop - request_offset])
             position, index = stop, index + 1
@@ -246,11 +250,14 @@ class RangeStore:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def fetch(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    def fetch(self, ranges: Sequence[tuple[int, int]], *, views: bool = False) -> list[Any]:
         """Exactly the bytes of each ``(offset, length)``, in the order asked.
 
         All ranges go out in one concurrent wave (or several when there are more requests than
-        ``concurrency``). Ranges past the end of the object raise ``ValueError``.
+        ``concurrency``). Ranges past the end of the object raise ``ValueError``. With
+        ``views``, ranges that lie inside one request come back as memoryviews of its body, not
+        copies (for readers that consume them at once: many chunks per request would otherwise
+        be held twice).
         """
         ranges = [(int(offset), int(length)) for offset, length in ranges]
         if not ranges:
@@ -268,7 +275,7 @@ class RangeStore:
                     f"({self.expected.size} bytes)"
                 )
         bodies = self._read_local(requests) if not self.is_s3 else self._run(self._get, requests)
-        return _slice_out(ranges, requests, bodies)
+        return _slice_out(ranges, requests, bodies, views)
 
     def read(self, offset: int, length: int) -> bytes:
         """One range (see :meth:`fetch`)."""
