@@ -119,6 +119,23 @@ def test_the_ends_of_a_small_or_empty_object_are_all_of_it(local_s3):
     assert empty.info().size == 0
 
 
+def test_a_cut_answer_in_the_first_wave_is_asked_again(payload_url, local_s3, monkeypatch):
+    real = RangeStore._get_with_version
+    cuts = iter([True])
+
+    async def cut_once(self, client, span):
+        data, info = await real(self, client, span)
+        if span.startswith("-") and next(cuts, False):
+            raise ShortReadError(f"pretend {span} arrived cut")
+        return data, info
+
+    monkeypatch.setattr(RangeStore, "_get_with_version", cut_once)
+    monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
+    store = RangeStore(payload_url, local_s3.storage_options)
+    assert store.fetch_ends(1000, 2000) == (PAYLOAD[:1000], PAYLOAD[-2000:])
+    assert (store.stats.requests, store.stats.round_trips) == (3, 2)
+
+
 def test_an_object_replaced_between_its_ends_is_not_mixed(payload_url, local_s3, monkeypatch):
     real = RangeStore._get_with_version
 

@@ -398,38 +398,35 @@ class RangeStore:
 
     async def _get_ends(self, head: int, tail: int) -> tuple[bytes, bytes]:
         client = await self._client()
+        # "0-(head-1)" and "-tail" (the last bytes), as asked; None where nothing is asked.
+        spans = [f"0-{head - 1}" if head > 0 else None, f"-{tail}" if tail > 0 else None]
+        attempts = [0, 0]
 
-        async def one(span: str) -> tuple[bytes, ObjectInfo]:
+        async def one(number: int) -> tuple[bytes, ObjectInfo]:
             return await self._with_retries(
-                lambda: self._get_with_version(client, span), what=f"GET bytes={span}"
+                lambda: self._get_with_version(client, spans[number] or ""),
+                what=f"GET bytes={spans[number]}",
+                attempts=attempts,
+                index=number,
             )
 
-        spans = [f"0-{head - 1}" if head > 0 else None, f"-{tail}" if tail > 0 else None]
-        answers = await asyncio.gather(*(one(span) for span in spans if span is not None))
-        requests, round_trips = len(answers), 1
-        versions = {info.fingerprint: info for _, info in answers}
-        if len(versions) > 1:
-            # Replaced between the two answers: ask the tail again, of the head's version (a
-            # further change fails with ObjectChangedError rather than mixing versions).
+        asked = [number for number, span in enumerate(spans) if span is not None]
+        answers = dict(zip(asked, await asyncio.gather(*map(one, asked)), strict=True))
+        round_trips = max(attempts)
+        if len({info.fingerprint for _, info in answers.values()}) > 1:
+            # Replaced between the two answers: the tail again, of the head's version (a further
+            # change fails with ObjectChangedError rather than mixing versions).
             self.expected = answers[0][1]
-            answers[-1] = await one(spans[1] or "")
-            requests, round_trips = requests + 1, 2
-        info = answers[0][1]
+            answers[1] = await one(1)
+            round_trips += 1
+        info = answers[asked[0]][1]
         self.expected, self._checked = info, True
-        bodies = iter(body for body, _ in answers)
-        first = next(bodies) if head > 0 else b""
-        last = next(bodies) if tail > 0 else b""
-        self._count(requests, sum(len(body) for body, _ in answers), round_trips)
-        for body, wanted, which in ((first, head, "first"), (last, tail, "last")):
-            if len(body) != min(wanted, info.size):
-                raise ShortReadError(
-                    f"{self.url}: asked for the {which} {wanted} bytes of {info.size}, "
-                    f"S3 sent {len(body)}"
-                )
-        return first, last
+        self._count(sum(attempts), sum(len(body) for body, _ in answers.values()), round_trips)
+        return answers.get(0, (b"", info))[0], answers.get(1, (b"", info))[0]
 
     async def _get_with_version(self, client: Any, span: str) -> tuple[bytes, ObjectInfo]:
-        """The bytes of ``span`` (``a-b`` or ``-n``) and the version of the object they are of."""
+        """The bytes of ``span`` (``a-b`` or ``-n``, clipped to the object) and the version of the
+        object they are of."""
         arguments = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={span}"}
         if self.expected is not None and self.expected.etag:
             arguments["IfMatch"] = self.expected.etag
@@ -439,6 +436,12 @@ class RangeStore:
         # "bytes 0-1048575/310189396"; a server that sent the whole object has no Content-Range.
         total = str(answer.get("ContentRange", "")).rpartition("/")[2]
         size = int(total) if total.isdigit() else int(answer["ContentLength"])
+        first, _, last = span.partition("-")
+        wanted = min(int(last), size) if not first else min(int(last) + 1, size) - int(first)
+        if len(data) != wanted:
+            raise ShortReadError(
+                f"{self.url}: asked for bytes={span} of {size}, S3 sent {len(data)}"
+            )
         return data, ObjectInfo(size=size, etag=answer.get("ETag"))
 
     async def _get_range(self, client: Any, offset: int, length: int) -> bytes:
