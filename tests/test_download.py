@@ -61,6 +61,7 @@ def test_download_from_local_s3_is_complete_and_verified(local_s3, object_key, p
     assert result.fetched_bytes == len(payload) and not result.already_complete
     assert sum(seen) == len(payload)
     assert not part_path(target).exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["blob.bin"]  # no lock left behind
     assert check_local_file(target, RangeStore(target).info(), checksum=True) == "ok"
 
 
@@ -128,6 +129,7 @@ def test_two_processes_downloading_one_file_end_with_one_valid_file(
         outcomes = pool.map(_download_in_process, [job, job])
     assert target.read_bytes() == payload
     assert sorted(outcomes) == [False, True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob.bin"]
 
 
 def test_multipart_etags_are_checked_with_the_usual_part_size(tmp_path):

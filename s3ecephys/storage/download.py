@@ -5,8 +5,8 @@ so an interrupted 3 GB download leaves a file that looks complete. Here a downlo
 ``<name>.part`` beside the target in concurrent parts, each part recorded in ``<name>.part.json``
 once it is on disk; an interrupted download resumes from the recorded parts; the finished file is
 checked against the object's size and ETag (its MD5 where the ETag is one) before an atomic rename.
-A lock file keeps two processes from writing the same target: the second waits, then finds the file
-complete.
+A lock file (removed when released) keeps two processes from writing the same target: the second
+waits, then finds the file complete.
 """
 
 from __future__ import annotations
@@ -118,14 +118,28 @@ def check_local_file(path: Path, info: ObjectInfo, *, checksum: bool = False) ->
 
 @contextmanager
 def _exclusive_lock(target: Path):
+    """Hold ``<name>.lock`` beside ``target`` for the duration; the lock file is removed when
+    released, so a finished cache folder holds nothing but AllenSDK's files."""
     lock_path = target.with_name(target.name + ".lock")
-    with lock_path.open("a") as lock:
+    while True:
+        lock = lock_path.open("a")
         # Blocks while another process downloads the same file; flock is released if it dies.
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            current = os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        # The holder we waited for removed this file on release: lock the path afresh.
+        lock.close()
+    try:
+        yield
+    finally:
+        # Removed while still held: whoever waits on it then finds it gone and tries again.
+        lock_path.unlink(missing_ok=True)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 def _load_journal(target: Path, info: ObjectInfo, part_size: int) -> set[int]:
