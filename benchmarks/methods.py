@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-# Decoded bytes per dask task for readers without their own dask integration: the same target
-# as s3ecephys' to_dask() (64 MiB), so the task graphs are alike.
+# Decoded bytes per dask task for readers without their own dask integration: 64 MiB, what
+# s3ecephys' to_dask() used when their W7 figures were measured (it now makes 16 MiB blocks, to
+# bound memory; with fewer, larger tasks these readers pay fewer lock hand-overs).
 DASK_BLOCK_BYTES = 64 * 2**20
 S3FS_BLOCK_CACHE = 2 * 2**20
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import h5py
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from s3ecephys.hdf5 import open_hdf5
 from s3ecephys.hdf5.btree import parse_chunk_node
 from s3ecephys.hdf5.chunk_btree import ChunkTreeError, read_chunk_tables
+from s3ecephys.hdf5.codecs import UnsupportedFilterError
 from s3ecephys.hdf5.indexer import build_index
 from s3ecephys.storage.ranges import RangeStore
 
@@ -167,3 +170,58 @@ def test_all_chunk_tables_can_be_read_at_once_ahead_of_use(tmp_path):
     reopened.load_chunk_tables()
     assert reopened.store.stats.requests == 0
     assert [len(reopened[name].plan().ranges) for name in "abc"] == [3000] * 3
+
+
+def test_a_file_and_its_datasets_pickle(tmp_path):
+    path = tmp_path / "pickled.h5"
+    values = np.arange(50_000, dtype="<f4")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=values, chunks=(1000,))
+    f = open_hdf5(path, cache_dir=tmp_path / "cache")
+    copy = pickle.loads(pickle.dumps(f))
+    assert np.array_equal(copy["x"][123:4567], values[123:4567])
+    assert np.array_equal(pickle.loads(pickle.dumps(f["x"]))[-10:], values[-10:])
+
+
+def test_a_damaged_cached_chunk_table_is_read_again(tmp_path):
+    path = tmp_path / "cached.h5"
+    values = np.arange(50_000, dtype="<f4")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=values, chunks=(1000,))
+    assert np.array_equal(open_hdf5(path, cache_dir=tmp_path / "cache")["x"][:], values)
+    (saved,) = (tmp_path / "cache").rglob("*.npz")
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    assert np.array_equal(open_hdf5(path, cache_dir=tmp_path / "cache")["x"][:], values)
+
+
+def test_a_dataset_that_cannot_be_decoded_fails_before_its_table_is_read(tmp_path):
+    path = tmp_path / "lzf.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(100_000), chunks=(1000,), compression="lzf")
+    f = open_hdf5(path, cache_dir=tmp_path / "cache")
+    f.store.stats.reset()
+    with pytest.raises(UnsupportedFilterError, match="'lzf'"):
+        f["x"][:10]
+    assert f.store.stats.requests == 0
+
+
+@pytest.mark.parametrize("damage", ["signature", "level", "duplicate"])
+def test_a_tree_that_is_not_what_it_should_be_raises(tmp_path, damage):
+    path = tmp_path / "damaged.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(500, dtype="<f4"), chunks=(5,))
+    entry = build_index(RangeStore(path), inline_limit=0).objects["/x"]
+    content = bytearray(path.read_bytes())
+    root = parse_chunk_node(bytes(content[entry.chunk_tree.address :]), 1, len(content))
+    first, second = root.children
+    if damage == "signature":
+        content[first : first + 4] = b"EERT"
+    elif damage == "level":
+        content[first + 5] = 1  # a leaf that claims to be an inner node
+    else:  # both children of the root are the same leaf: its chunks listed twice
+        # Header 24 bytes, then (key of 24 bytes, child address of 8) per child: the second.
+        at = entry.chunk_tree.address + 24 + 32 + 24
+        content[at : at + 8] = first.to_bytes(8, "little")
+    path.write_bytes(bytes(content))
+    with pytest.raises(ChunkTreeError):
+        read_chunk_tables(RangeStore(path).fetch, [(entry.chunk_tree, entry.chunks)], len(content))

@@ -170,7 +170,8 @@ class Dataset:
 
     def plan(self, selection: Any = ()) -> ReadPlan:
         """What reading ``selection`` would fetch: ``plan.ranges``, ``plan.bytes_needed`` …
-        (empty for values held in the index)."""
+        (empty for values held in the index). No data is read; a chunk table not read yet is
+        (see :mod:`s3ecephys.hdf5.chunk_tables`)."""
         chosen = select(selection, self._shape())
         if self._index.inline is not None or self._index.layout not in ("chunked", "contiguous"):
             return ReadPlan(chosen, ())
@@ -184,7 +185,8 @@ class Dataset:
     def to_dask(
         self, chunks: Any = None, *, target_bytes: int = DEFAULT_TASK_BYTES
     ) -> dask.array.Array:
-        """A dask array over this dataset; nothing is read until it is computed.
+        """A dask array over this dataset; no data is read until it is computed (only the
+        chunk table, the first time: each task carries the byte ranges of its block).
 
         ``chunks`` (anything dask accepts) defaults to blocks made of whole storage chunks: the
         trailing axes are taken whole while a block stays under ``target_bytes`` decoded (all

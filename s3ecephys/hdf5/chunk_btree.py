@@ -27,7 +27,8 @@ Reader = Callable[[Sequence[tuple[int, int]]], list[bytes]]
 # Children per node that HDF5 allocates by default (2K with the chunk B-tree's K = 32): nodes
 # are fetched at this size first, and again whole in the rare file made with a larger K.
 _DEFAULT_ENTRIES = 64
-# Deeper than any tree a real file holds (64 children per node): a guard against cycles.
+# Deeper than any tree a real file holds (64 children per node): a root claiming more is damage
+# (levels below must then descend one by one, and no node is read twice).
 _MAX_LEVEL = 32
 
 

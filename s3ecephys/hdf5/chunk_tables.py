@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from s3ecephys.hdf5.chunk_btree import ChunkTreeError, read_chunk_tables
+from s3ecephys.hdf5.codecs import UnsupportedFilterError, check_supported
 from s3ecephys.hdf5.index import ChunkTable, DatasetIndex
 from s3ecephys.hdf5.index_cache import IndexCache
 from s3ecephys.storage.ranges import RangeStore
@@ -27,6 +29,10 @@ class LazyChunkTables:
         self.cache = cache
         # Datasets are read from several threads (dask): each table is read once.
         self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A File or Dataset pickles (dask.delayed, multiprocessing): the lock stays behind.
+        return (LazyChunkTables, (self.store, self.cache))
 
     def ensure(self, entries: Iterable[DatasetIndex]) -> None:
         """Give every entry of ``entries`` its chunk table, reading the missing ones together."""
@@ -43,7 +49,7 @@ class LazyChunkTables:
                 saved = None
                 if self.cache is not None:
                     saved = self.cache.load_chunk_table(self.store, info, entry.path)
-                if saved is not None:
+                if saved is not None and saved.grid.shape[1] == len(entry.chunks or ()):
                     entry.set_chunk_table(saved)
                 else:
                     unread.append(entry)
@@ -60,10 +66,20 @@ class LazyChunkTables:
             return read_chunk_tables(self.store.fetch, trees, size)  # type: ignore[arg-type]
         except ChunkTreeError:
             # h5py reads what this reader could not (only indexing imports h5py otherwise).
-            from s3ecephys.hdf5.indexer import chunk_table_through_h5py
+            from s3ecephys.hdf5.indexer import chunk_tables_through_h5py
 
-            return [chunk_table_through_h5py(self.store, entry.path) for entry in entries]
+            return chunk_tables_through_h5py(self.store, [entry.path for entry in entries])
 
 
 def _missing(entry: DatasetIndex) -> bool:
-    return entry.chunk_table is None and entry.chunk_tree is not None and entry.chunks is not None
+    """Whether ``entry`` waits for its chunk table, and could be read once it has it (a dataset
+    whose data cannot be decoded here fails with its own error, before any table is read)."""
+    if entry.chunk_table is not None or entry.chunk_tree is None or entry.chunks is None:
+        return False
+    if entry.unreadable is not None or entry.inline is not None:
+        return False
+    try:
+        check_supported(entry.filters, entry.path)
+    except UnsupportedFilterError:
+        return False
+    return True

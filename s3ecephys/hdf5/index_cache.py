@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -96,12 +97,18 @@ class IndexCache:
         path = self._beside_path(store, info, name, "chunks")
         try:
             with np.load(path, allow_pickle=False) as saved:
-                return ChunkTable(**{column: saved[column] for column in _TABLE_COLUMNS})
+                table = ChunkTable(**{column: saved[column] for column in _TABLE_COLUMNS})
+            count = len(table.offsets)
+            if table.grid.ndim != 2 or any(
+                len(getattr(table, column)) != count for column in _TABLE_COLUMNS
+            ):
+                raise ValueError("columns of different lengths")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             _log.warning("ignoring unreadable cached chunk table %s: %s", path, error)
             return None
+        return table
 
     def save_chunk_table(
         self, store: RangeStore, info: ObjectInfo, name: str, table: ChunkTable

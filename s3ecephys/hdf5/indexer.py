@@ -44,7 +44,7 @@ from s3ecephys.hdf5.index import (
 from s3ecephys.hdf5.metadata_file import MetadataFile
 from s3ecephys.hdf5.object_header import parse_continuation_block, parse_object_header
 from s3ecephys.hdf5.values import Encoded, Reference, encode_value
-from s3ecephys.storage.ranges import RangeStore, RequestStats
+from s3ecephys.storage.ranges import RangeStore
 
 # Datasets up to this many bytes are stored in the index: reading them later costs nothing.
 INLINE_LIMIT = 64 * 1024
@@ -58,10 +58,11 @@ _HEAP_ID = np.dtype([("length", "<u4"), ("collection", "<u8"), ("index", "<u4")]
 _COLLECTION_BYTES = 4096
 # Bytes of one dataset worth prefetching before reading it for the index.
 _PREFETCH_LIMIT = 16 * 2**20
-# Metadata blocks: HDF5's metadata items are small and, past the file's head, scattered (chunk
-# B-tree leaves lie between chunks), so a small block wastes little on each. Measured on an
-# LFP-like file (24k chunks): 16 KiB fetched 7.8 MB where 64 KiB fetched 28 MB, for one more
-# round trip.
+# Metadata blocks: HDF5's metadata items are small and, past the file's head, scattered (object
+# headers and heaps of objects written between the data), so a small block wastes little on
+# each. Chosen when chunk B-trees were still read through this file object (24k-chunk LFP-like
+# file: 16 KiB fetched 7.8 MB where 64 KiB fetched 28 MB, for one more round trip); the trees a
+# fallback still reads this way are the same kind of metadata.
 _METADATA_BLOCK = 16 * 1024
 # An object header's first block is read this far for its layout message (written first).
 _HEADER_BYTES = 4096
@@ -91,8 +92,8 @@ def build_index(
     ``handle`` is a file object from :func:`open_metadata` already opened on ``store`` (its
     fetches count in the cost recorded); one is opened if not given.
     """
-    before = store.stats.copy() if handle is None else RequestStats()
     handle = handle if handle is not None else open_metadata(store)
+    before = handle.stats_before
     info = store.info()  # known since the handle opened: no request
     with handle, h5py.File(handle, "r") as h5file:
         objects = _Walk(h5file, handle, inline_limit).run()
@@ -196,7 +197,7 @@ class _Walk:
             entry.storage_size = dsid.get_storage_size()
         elif layout == "chunked":
             entry.chunks = dataset.chunks
-            entry.chunk_tree = self.chunk_tree(header)
+            entry.chunk_tree = self.chunk_tree(header, dataset)
             if entry.chunk_tree is None:  # chunks indexed otherwise: h5py walks the index
                 entry.set_chunk_table(_chunk_table(dataset))
             elif inline:  # its values are read now, so its table too (with the others')
@@ -213,15 +214,17 @@ class _Walk:
             )
         return entry
 
-    def chunk_tree(self, header: int) -> ChunkTree | None:
-        """Where the chunk B-tree of the dataset whose object header is at ``header`` starts,
-        when it is a version-1 B-tree (read from the header h5py has just read)."""
+    def chunk_tree(self, header: int, dataset: h5py.Dataset) -> ChunkTree | None:
+        """Where the chunk B-tree of ``dataset`` (its object header at ``header``, just read by
+        h5py) starts, when it is a version-1 B-tree whose layout message agrees with h5py on the
+        chunk shape and element size (else None: h5py lists the chunks)."""
         size, sizes = self.handle.size, self.handle.sizes
         hints = parse_object_header(self.handle.peek(header, _HEADER_BYTES), size, sizes)
         for address, length, version in hints.continuations:
             block = self.handle.peek(address, length)
             hints.merge(parse_continuation_block(block, version, size, sizes))
-        if hints.chunk_tree is None:
+        expected = (*dataset.chunks, dataset.id.get_type().get_size())
+        if hints.chunk_tree is None or hints.chunk_dimensions != expected:
             return None
         return ChunkTree(hints.chunk_tree, sizes.offsets)
 
@@ -406,11 +409,11 @@ def _filter_info(raw: tuple[Any, ...]) -> FilterInfo:
     return FilterInfo(int(code), text, int(flags), tuple(int(v) for v in values))
 
 
-def chunk_table_through_h5py(store: RangeStore, path: str) -> ChunkTable:
-    """The chunk table of the dataset at ``path`` as h5py's ``chunk_iter`` lists it (for chunk
-    B-trees :mod:`s3ecephys.hdf5.chunk_btree` could not read)."""
+def chunk_tables_through_h5py(store: RangeStore, paths: Sequence[str]) -> list[ChunkTable]:
+    """The chunk tables of the datasets at ``paths`` as h5py's ``chunk_iter`` lists them (for
+    chunk B-trees :mod:`s3ecephys.hdf5.chunk_btree` could not read), in one pass over the file."""
     with open_metadata(store) as handle, h5py.File(handle, "r") as h5file:
-        return _chunk_table(h5file[path])
+        return [_chunk_table(h5file[path]) for path in paths]
 
 
 def _chunk_table(dataset: h5py.Dataset) -> ChunkTable:

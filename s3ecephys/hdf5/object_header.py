@@ -34,12 +34,15 @@ class HeaderHints:
     heap_collections: list[int] = field(default_factory=list)
     metadata: list[int] = field(default_factory=list)
     chunk_tree: int | None = None
+    # The chunk's dimensions as the layout message gives them (the last: the element's size).
+    chunk_dimensions: tuple[int, ...] = ()
 
     def merge(self, other: HeaderHints) -> None:
         self.continuations += other.continuations
         self.heap_collections += other.heap_collections
         self.metadata += other.metadata
-        self.chunk_tree = self.chunk_tree if other.chunk_tree is None else other.chunk_tree
+        if other.chunk_tree is not None:
+            self.chunk_tree, self.chunk_dimensions = other.chunk_tree, other.chunk_dimensions
 
 
 def parse_object_header(data: bytes, file_size: int, sizes: Sizes = DEFAULT_SIZES) -> HeaderHints:
@@ -104,8 +107,12 @@ def parse_messages(data: bytes, version: int, file_size: int, sizes: Sizes) -> H
             # Version 3 layout of a chunked dataset: the root of its chunk B-tree (version 4
             # layouts index chunks in other structures, left to h5py).
             address = _integer(body, 3, sizes.offsets)
-            if 0 < address < file_size:
+            count, start = body[2], 3 + sizes.offsets
+            if 0 < address < file_size and len(body) >= start + 4 * count:
                 hints.chunk_tree = address
+                hints.chunk_dimensions = tuple(
+                    _integer(body, start + 4 * axis, 4) for axis in range(count)
+                )
         elif kind == _ATTRIBUTE:
             hints.heap_collections += _attribute_heap_collections(body, file_size, sizes)
         position = body_start + size

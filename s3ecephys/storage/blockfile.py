@@ -40,6 +40,8 @@ class BlockFile(io.RawIOBase):
         self._blocks: dict[int, bytes] = {}
         self._position = 0
         self._lock = threading.Lock()
+        # What the store had done before this file object's first fetch (to tell its cost).
+        self.stats_before = store.stats.copy()
         head, tail = store.fetch_ends(head_size, tail_size)
         self.size = store.info().size  # known since the ends arrived
         self._keep(0, head)

@@ -123,12 +123,15 @@ def _exclusive_lock(target: Path):
     lock_path = target.with_name(target.name + ".lock")
     while True:
         lock = lock_path.open("a")
-        # Blocks while another process downloads the same file; flock is released if it dies.
-        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            # Blocks while another process downloads the same file; flock is released if it dies.
+            fcntl.flock(lock, fcntl.LOCK_EX)
             current = os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino
         except FileNotFoundError:
             current = False
+        except BaseException:  # interrupted while waiting
+            lock.close()
+            raise
         if current:
             break
         # The holder we waited for removed this file on release: lock the path afresh.

@@ -5,8 +5,9 @@ those bytes, in order. How they travel is decided here: neighbouring ranges merg
 when the gap between them is cheaper to download than a request is to wait for, very long ranges
 split so that parts run side by side, all requests of one call run concurrently (bounded), and
 transient failures are retried with backoff. Every response is checked for its length, and on S3
-every GET carries ``If-Match`` with the ETag seen when the object was first looked at, so bytes of
-two versions of a file are never mixed: a replaced object raises :class:`ObjectChangedError`.
+every GET carries ``If-Match`` with the ETag seen when the object was first looked at (by a HEAD,
+or by the first wave of :meth:`RangeStore.fetch_ends`, whose answers tell it), so bytes of two
+versions of a file are never mixed: a replaced object raises :class:`ObjectChangedError`.
 
 A :class:`RangeStore` pickles as ``(url, storage_options, expected ObjectInfo)``: no client, event
 loop or file handle crosses a process boundary, which is what dask's process workers need.
@@ -398,31 +399,47 @@ class RangeStore:
 
     async def _get_ends(self, head: int, tail: int) -> tuple[bytes, bytes]:
         client = await self._client()
-        # "0-(head-1)" and "-tail" (the last bytes), as asked; None where nothing is asked.
-        spans = [f"0-{head - 1}" if head > 0 else None, f"-{tail}" if tail > 0 else None]
-        attempts = [0, 0]
+        # "0-(head-1)" and "-tail" (the last bytes), those asked for.
+        spans = [span for span in (f"0-{head - 1}" * (head > 0), f"-{tail}" * (tail > 0)) if span]
+        attempts = [0] * len(spans)
+        received, waves = 0, 0
 
         async def one(number: int) -> tuple[bytes, ObjectInfo]:
             return await self._with_retries(
-                lambda: self._get_with_version(client, spans[number] or ""),
+                lambda: self._get_with_version(client, spans[number]),
                 what=f"GET bytes={spans[number]}",
                 attempts=attempts,
                 index=number,
             )
 
-        asked = [number for number, span in enumerate(spans) if span is not None]
-        answers = dict(zip(asked, await asyncio.gather(*map(one, asked)), strict=True))
-        round_trips = max(attempts)
-        if len({info.fingerprint for _, info in answers.values()}) > 1:
-            # Replaced between the two answers: the tail again, of the head's version (a further
-            # change fails with ObjectChangedError rather than mixing versions).
-            self.expected = answers[0][1]
-            answers[1] = await one(1)
-            round_trips += 1
-        info = answers[asked[0]][1]
+        async def wave() -> list[tuple[bytes, ObjectInfo]]:
+            nonlocal received, waves
+            tasks = [asyncio.ensure_future(one(number)) for number in range(len(spans))]
+            before = list(attempts)
+            try:
+                answers = list(await asyncio.gather(*tasks))
+            finally:
+                for task in tasks:  # a failed answer leaves no request running
+                    task.cancel()
+                waves += max(now - then for now, then in zip(attempts, before, strict=True))
+            received += sum(len(body) for body, _ in answers)
+            return answers
+
+        try:
+            answers = await wave()
+            if len({info.fingerprint for _, info in answers}) > 1:
+                # Replaced between the two answers: once more, then it is changing too often.
+                answers = await wave()
+                if len({info.fingerprint for _, info in answers}) > 1:
+                    raise ObjectChangedError(
+                        f"{self.url} changed while it was being opened; open it again"
+                    )
+        finally:
+            self._count(sum(attempts), received, waves)
+        info = answers[0][1]
         self.expected, self._checked = info, True
-        self._count(sum(attempts), sum(len(body) for body, _ in answers.values()), round_trips)
-        return answers.get(0, (b"", info))[0], answers.get(1, (b"", info))[0]
+        bodies = iter(body for body, _ in answers)
+        return (next(bodies) if head > 0 else b""), (next(bodies) if tail > 0 else b"")
 
     async def _get_with_version(self, client: Any, span: str) -> tuple[bytes, ObjectInfo]:
         """The bytes of ``span`` (``a-b`` or ``-n``, clipped to the object) and the version of the
