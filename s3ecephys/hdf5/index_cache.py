@@ -3,10 +3,10 @@
 An index is stored as gzip'ed JSON under ``<cache_dir>/hdf5-index/``, named by a hash of the
 object's URL, the S3 endpoint and the object version (ETag or mtime, and size): a replaced object
 gets a new name, so a stale index is never used, only left behind. Beside an index, under the
-same name and a hash of a dataset's path, are kept what is read later and needed again: chunk
+same name and a hash of a dataset's path, is kept what is read later and needed again: chunk
 tables left out of the index (``chunk-tables/``) and arrays read whole again and again
-(``values/``). Writes go to a temporary file
-renamed into place, so readers never see half an index; an unreadable file is treated as absent.
+(``values/``). Writes go to a temporary file renamed into place, so readers never see half an
+index; an unreadable file is treated as absent.
 """
 
 from __future__ import annotations
