@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from s3ecephys.hdf5 import open_hdf5
+from s3ecephys.nwb.lfp_file import LfpFile
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +63,19 @@ def test_every_lfp_file_reopens_without_a_request(lfp_files, tmp_path):
         again = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
         assert first.store.stats.requests >= 2
         assert (again.store.stats.requests, again.store.stats.bytes) == (0, 0)
+
+
+def test_an_lfp_series_first_looked_at_reads_both_chunk_tables_in_one_walk(lfp_files, tmp_path):
+    url, options, local = lfp_files[0]
+    probe_id = int(Path(url).name.split("_")[1])
+    f = open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+    lfp = LfpFile(f, probe_id)
+    f.store.stats.reset()
+    times, _ = lfp.coordinates()
+    with h5py.File(local) as theirs:
+        assert np.array_equal(times, theirs[lfp.timestamps.name][()])
+    # The data's table came with the timestamps': the dask array costs no request.
+    assert lfp.data.index.chunk_table is not None
+    read = f.store.stats.copy()
+    lfp.data.to_dask()
+    assert f.store.stats.requests == read.requests

@@ -59,6 +59,9 @@ class LfpFile:
         """
         cached_values = getattr(self.root, "cached_values", None)
         if cached_values is not None:
+            # The chunk tables of both arrays in one walk of their B-trees (the data's is needed
+            # next, by get_lfp's dask array; each alone would cost its tree's levels).
+            self.root.load_chunk_tables([self.timestamps.name, self.data.name])
             times = cached_values(self.timestamps.name)
             ids = self.root[f"{ELECTRODES}/id"][()]
         else:
