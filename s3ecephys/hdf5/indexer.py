@@ -58,12 +58,13 @@ _HEAP_ID = np.dtype([("length", "<u4"), ("collection", "<u8"), ("index", "<u4")]
 _COLLECTION_BYTES = 4096
 # Bytes of one dataset worth prefetching before reading it for the index.
 _PREFETCH_LIMIT = 16 * 2**20
-# Metadata blocks: HDF5's metadata items are small and, past the file's head, scattered (object
-# headers and heaps of objects written between the data), so a small block wastes little on
-# each. Chosen when chunk B-trees were still read through this file object (24k-chunk LFP-like
-# file: 16 KiB fetched 7.8 MB where 64 KiB fetched 28 MB, for one more round trip); the trees a
-# fallback still reads this way are the same kind of metadata.
-_METADATA_BLOCK = 16 * 1024
+# Metadata blocks: past the file's head, HDF5's metadata items lie scattered, but a group's
+# B-tree, symbol table node and local heap lie near its members' object headers (written
+# together), so a block that takes them in with the header saves a wave per level of groups.
+# Measured on the benchmark-size synthetic files (cold open, no chunk B-trees walked): LFP
+# 16 KiB 4 round trips / 2.16 MB, 64 KiB 3 / 2.29 MB, 128 KiB 3 / 2.49 MB; session 16 KiB
+# 17 / 7.00 MB, 64 KiB 14 / 6.49 MB, 128 KiB 13 / 7.86 MB.
+_METADATA_BLOCK = 64 * 1024
 # An object header's first block is read this far for its layout message (written first).
 _HEADER_BYTES = 4096
 
