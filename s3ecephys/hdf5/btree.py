@@ -75,16 +75,15 @@ def parse_tree_node(data: bytes, file_size: int, sizes: Sizes = DEFAULT_SIZES) -
         return None
     kind, level, entries = data[4], data[5], int.from_bytes(data[6:8], "little")
     if kind == GROUP_NODE:
-        return _node(data, kind, level, entries, sizes.lengths, file_size, sizes, None)
+        return _node(data, kind, level, entries, sizes.lengths, file_size, sizes)
     if kind != CHUNK_NODE:
         return None
+    # Each key ends with an offset that is 0 before every child (the element-size axis): the
+    # first rank whose keys all do is the node's.
     for rank in range(1, _MAX_RANK + 1):
-        # Key: chunk size (4), filter mask (4), one 8-byte offset per axis plus a last one that
-        # is 0 in every key before a child (the element-size axis): that tells the right rank.
-        key = 8 + 8 * (rank + 1)
-        node = _node(data, kind, level, entries, key, file_size, sizes, rank)
-        if node is not None:
-            return node
+        chunk_node = parse_chunk_node(data, rank, file_size, sizes)
+        if chunk_node is not None:
+            return TreeNode(kind, chunk_node.level, chunk_node.children)
     return None
 
 
@@ -155,7 +154,6 @@ def _node(
     key: int,
     file_size: int,
     sizes: Sizes,
-    rank: int | None,
 ) -> TreeNode | None:
     header = 8 + 2 * sizes.offsets
     stride = key + sizes.offsets
@@ -164,9 +162,6 @@ def _node(
     children = []
     for number in range(entries):
         start = header + number * stride
-        # (The key after the last child bounds the node and may hold the element size there.)
-        if rank is not None and struct.unpack_from("<Q", data, start + 8 + 8 * rank)[0] != 0:
-            return None
         where = start + key
         address = int.from_bytes(data[where : where + sizes.offsets], "little")
         if not 0 < address < file_size:
