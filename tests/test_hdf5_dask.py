@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from s3ecephys.hdf5 import BlockSource, File
-from s3ecephys.hdf5.array import block_shape
+from s3ecephys.hdf5.array import block_shape, landing_order
 from s3ecephys.hdf5.indexer import build_index
 from s3ecephys.storage.ranges import RangeStore
 
@@ -63,6 +63,18 @@ def test_the_dask_array_equals_h5py(lfp, lfp_path):
     )
     means = array.mean(axis=0, dtype=np.float64).compute()
     assert np.allclose(means, expected.mean(axis=0, dtype=np.float64))
+
+
+def test_blocks_of_narrow_chunks_are_assembled_in_fortran_order(lfp, lfp_path):
+    # One channel x 1500 samples per chunk: in a Fortran-order block each chunk is one run.
+    assert landing_order((1500, 1), (4500, 9)) == "F"
+    assert landing_order((1, 9), (4500, 9)) == "C"
+    assert landing_order((100,), (4500,)) == "C"
+    source = lfp["data"].to_dask(target_bytes=200_000).dask
+    block = next(task for key, task in dict(source).items() if key[1:] == (1, 0))
+    values = block()
+    assert values.flags.f_contiguous
+    assert np.array_equal(values, h5py.File(lfp_path)["data"][4500:9000])
 
 
 def test_building_and_slicing_the_dask_array_reads_nothing_but_the_chunk_table(lfp):

@@ -390,3 +390,45 @@ def test_any_selection_of_any_stored_array_equals_h5py(tmp_path, data, stored):
     selection = data.draw(axis_selections(shape))
     expected = h5py.File(path)["x"][selection]
     same(open_raw(path)["x"][selection], expected)
+
+
+def test_chunks_are_decoded_as_their_bytes_arrive_and_a_bad_one_stops_the_read(
+    sample, monkeypatch
+):
+    from s3ecephys.hdf5 import reader
+
+    events = []
+    real_fetch_each = RangeStore.fetch_each
+
+    def recorded(self, ranges, **options):
+        arrivals = real_fetch_each(self, ranges, **options)
+
+        def one_chunk_at_a_time():
+            try:
+                for batch in arrivals:
+                    for item in batch:
+                        events.append("arrived")
+                        yield [item]
+            finally:
+                events.append("closed")
+
+        return one_chunk_at_a_time()
+
+    real_decode = reader.decode_chunk
+
+    def decode(body, *arguments, **options):
+        events.append("decoded")
+        return real_decode(body, *arguments, **options)
+
+    monkeypatch.setattr(RangeStore, "fetch_each", recorded)
+    monkeypatch.setattr(reader, "decode_chunk", decode)
+    f = open_raw(sample)
+    same(f["gzip9"][:300, :2], h5py.File(sample)["gzip9"][:300, :2])
+    assert events[:4] == ["arrived", "decoded", "arrived", "decoded"]
+    assert events.count("decoded") == 6 and events[-1] == "closed"
+
+    events.clear()
+    monkeypatch.setattr(reader, "decode_chunk", lambda *arguments, **options: b"short")
+    with pytest.raises(OSError, match="damaged"):
+        f["gzip9"][:300, :2]
+    assert events == ["arrived", "closed"]  # the read stopped there: nothing else decoded

@@ -205,11 +205,11 @@ def test_transient_failures_are_retried(payload_url, local_s3, monkeypatch):
     real_get_range = RangeStore._get_range
     failures = iter([_slow_down(), ShortReadError("cut"), ConnectionResetError("reset")])
 
-    async def flaky(self, client, offset, length):
+    async def flaky(self, *arguments):
         error = next(failures, None)
         if error is not None:
             raise error
-        return await real_get_range(self, client, offset, length)
+        return await real_get_range(self, *arguments)
 
     monkeypatch.setattr(RangeStore, "_get_range", flaky)
     monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
@@ -231,8 +231,11 @@ def test_short_responses_are_never_returned(payload_url, local_s3, monkeypatch):
         async def __aexit__(self, *exc_info):
             return False
 
-        async def read(self):
-            return b"only a few bytes"
+        sent = False
+
+        async def read(self, amount=None):
+            data, self.sent = (b"" if self.sent else b"only a few bytes"), True
+            return data
 
     async def truncating_get_object(**arguments):
         return {"Body": TruncatedBody()}
@@ -248,6 +251,121 @@ def test_short_responses_are_never_returned(payload_url, local_s3, monkeypatch):
     with pytest.raises(OSError, match="S3 sent 16"):
         store.read(0, 1000)
     assert store.stats.requests == 3
+
+
+class _Answers:
+    """A client that passes GETs to the real one, after ``change`` has had a look at each."""
+
+    def __init__(self, client, change):
+        self.client, self.change, self.ranges = client, change, []
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    async def get_object(self, **arguments):
+        self.ranges.append(arguments["Range"])
+        answer = await self.client.get_object(**arguments)
+        return self.change(len(self.ranges), answer)
+
+
+def _answered_by(monkeypatch, change) -> _Answers:
+    real_client = RangeStore._client
+    answers: list[_Answers] = []
+
+    async def client(self):
+        if not answers:
+            answers.append(_Answers(await real_client(self), change))
+        return answers[0]
+
+    monkeypatch.setattr(RangeStore, "_client", client)
+    monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
+    return answers
+
+
+class _CutBody:
+    """A response body that breaks off after ``keep`` bytes, like a reset connection."""
+
+    def __init__(self, body, keep):
+        self.body, self.keep = body, keep
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info):
+        await self.body.__aexit__(*exc_info)
+        return False
+
+    async def read(self, amount):
+        if self.keep <= 0:
+            raise ConnectionResetError("connection reset by peer")
+        data = await self.body.read(min(amount, self.keep))
+        self.keep -= len(data)
+        return data
+
+
+def test_a_cut_answer_goes_on_where_it_stopped_and_hands_each_range_out_once(
+    payload_url, local_s3, monkeypatch
+):
+    def cut_the_first(number, answer):
+        if number == 1:
+            answer["Body"] = _CutBody(answer["Body"], keep=1_000_000)
+        return answer
+
+    answers = _answered_by(monkeypatch, cut_the_first)
+    store = RangeStore(payload_url, local_s3.storage_options, gap=2**20, max_request=2**22)
+    store.info()
+    ranges = [(offset, 50_000) for offset in range(0, 2_000_000, 100_000)]
+
+    handed = [item for batch in store.fetch_each(ranges) for item in batch]
+    assert sorted(position for position, _ in handed) == list(range(len(ranges)))
+    values = [bytes(body) for _, body in sorted(handed)]
+    assert values == [PAYLOAD[o : o + n] for o, n in ranges]
+    # One request for all, cut after 1,000,000 bytes; the second asks only for the rest.
+    assert answers[0].ranges == ["bytes=0-1949999", "bytes=1000000-1949999"]
+
+
+def test_an_answer_for_other_bytes_is_never_taken_for_ours(payload_url, local_s3, monkeypatch):
+    def the_whole_object(number, answer):
+        answer["ContentRange"] = f"bytes 0-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"
+        return answer
+
+    _answered_by(monkeypatch, the_whole_object)
+    store = RangeStore(payload_url, local_s3.storage_options, retries=1)
+    store.info()
+    with pytest.raises(OSError, match="S3 answered bytes 0-"):
+        store.read(1000, 10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(PAYLOAD) - 1), st.integers(0, 300_000)),
+        min_size=1,
+        max_size=20,
+    ),
+    st.integers(0, 200_000),
+    st.integers(50_000, 400_000),
+)
+def test_ranges_from_s3_arrive_whole_each_once_whatever_the_requests(
+    payload_url, local_s3, ranges, gap, max_request
+):
+    ranges = [(offset, min(length, len(PAYLOAD) - offset)) for offset, length in ranges]
+    store = RangeStore(payload_url, local_s3.storage_options, gap=gap, max_request=max_request)
+    handed = {}
+    for batch in store.fetch_each(ranges):
+        for position, body in batch:
+            assert position not in handed
+            handed[position] = bytes(body)
+    assert [handed[i] for i in range(len(ranges))] == [PAYLOAD[o : o + n] for o, n in ranges]
+
+
+def test_a_read_stopped_early_cancels_the_rest(payload_url, local_s3):
+    store = RangeStore(payload_url, local_s3.storage_options, gap=0, max_request=2**18)
+    store.info()
+    arrivals = store.fetch_each([(0, len(PAYLOAD))] + [(o, 10) for o in range(0, 2**20, 2**16)])
+    next(arrivals)
+    arrivals.close()
+    assert store.read(5, 5) == PAYLOAD[5:10]
 
 
 def test_missing_object_and_ranges_past_the_end(local_s3, payload_url):

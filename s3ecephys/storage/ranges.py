@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import os
+import queue
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +41,11 @@ DEFAULT_CONCURRENCY = 128
 DEFAULT_RETRIES = 5
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 5.0
+# Most bytes taken from a response body at once, and how many bytes of complete ranges are
+# gathered before they are handed out (each hand-out wakes a consumer, which costs more than
+# small chunks' decoding).
+_READ_SIZE = 2**20
+_HAND_OUT_BYTES = 2**20
 
 # Error codes S3 (and botocore) use for failures that go away when asked again.
 _TRANSIENT_CODES = {
@@ -129,30 +135,94 @@ def coalesce_ranges(
     return requests
 
 
-def _slice_out(
-    ranges: Sequence[tuple[int, int]],
-    requests: Sequence[tuple[int, int]],
-    bodies: list[bytes],
-    views: bool = False,
-) -> list[Any]:
-    """Cut each asked-for range out of the request bodies that cover it (it may span several);
-    with ``views``, a range inside one body is a memoryview of it instead of a copy."""
-    starts = [offset for offset, _ in requests]
-    out = []
-    for offset, length in ranges:
-        if length <= 0:
-            out.append(b"")
-            continue
-        index = bisect.bisect_right(starts, offset) - 1
-        pieces, position, end = [], offset, offset + length
-        while position < end:
-            request_offset, request_length = requests[index]
-            body = memoryview(bodies[index]) if views else bodies[index]
-            stop = min(end, request_offset + request_length)
-            pieces.append(body[position - request_offset : stop - request_offset])
-            position, index = stop, index + 1
-        out.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-    return out
+class _Assembly:
+    """Which asked ranges each request carries, handed out as soon as all their bytes are in.
+
+    A request's body is kept as the pieces it arrived in (a retried request goes on from where
+    its answer was cut); a range is handed out once, the moment the body it lies in has reached
+    its end: as a slice of the piece that holds it, joined only when it straddles pieces or the
+    two parts of a split request.
+    """
+
+    def __init__(
+        self, ranges: Sequence[tuple[int, int]], requests: Sequence[tuple[int, int]], views: bool
+    ):
+        self.requests = requests
+        self.views = views
+        self.count = len(ranges)
+        self.filled = [0] * len(requests)
+        self.empty = [(position, b"") for position, (_, length) in enumerate(ranges) if not length]
+        self._pieces: list[list[bytes]] = [[] for _ in requests]
+        self._piece_starts: list[list[int]] = [[] for _ in requests]
+        # Per request: (end, position, offset) of the ranges inside it, by end; and how many of
+        # them have been handed out.
+        self._inside: list[list[tuple[int, int, int]]] = [[] for _ in requests]
+        self._handed = [0] * len(requests)
+        # Per request: the ranges that need it and others (their numbers in ``_spans``), and
+        # for each such range how many of its requests are still incomplete.
+        self._across: list[list[int]] = [[] for _ in requests]
+        self._spans: list[tuple[int, int, int, range]] = []
+        self._waiting: list[int] = []
+        starts = [offset for offset, _ in requests]
+        for position, (offset, length) in enumerate(ranges):
+            if not length:
+                continue
+            first = bisect.bisect_right(starts, offset) - 1
+            last = bisect.bisect_left(starts, offset + length) - 1
+            if first == last:
+                self._inside[first].append((offset + length, position, offset))
+                continue
+            for index in range(first, last + 1):
+                self._across[index].append(len(self._spans))
+            self._spans.append((position, offset, length, range(first, last + 1)))
+            self._waiting.append(last + 1 - first)
+        for inside in self._inside:
+            inside.sort()
+
+    def add(self, index: int, data: bytes) -> list[tuple[int, Any]]:
+        """The next bytes of request ``index`` have arrived: the ranges now complete."""
+        self._piece_starts[index].append(self.filled[index])
+        self._pieces[index].append(data)
+        self.filled[index] += len(data)
+        request_offset, request_length = self.requests[index]
+        reached, inside = request_offset + self.filled[index], self._inside[index]
+        ready = []
+        while self._handed[index] < len(inside) and inside[self._handed[index]][0] <= reached:
+            end, position, offset = inside[self._handed[index]]
+            ready.append((position, self._cut(index, offset - request_offset, end - offset)))
+            self._handed[index] += 1
+        if self.filled[index] == request_length:
+            for span in self._across[index]:
+                self._waiting[span] -= 1
+                if not self._waiting[span]:
+                    position, offset, length, parts = self._spans[span]
+                    ready.append((position, self._join(offset, length, parts)))
+        return ready
+
+    def _cut(self, index: int, start: int, length: int) -> Any:
+        """``length`` bytes from ``start`` of request ``index``'s body."""
+        starts, pieces = self._piece_starts[index], self._pieces[index]
+        number = bisect.bisect_right(starts, start) - 1
+        within = start - starts[number]
+        if within + length <= len(pieces[number]):
+            piece = memoryview(pieces[number]) if self.views else pieces[number]
+            return piece[within : within + length]
+        parts = []
+        while length > 0:
+            within = start - starts[number]
+            part = memoryview(pieces[number])[within : within + length]
+            parts.append(part)
+            start, length, number = start + len(part), length - len(part), number + 1
+        return b"".join(parts)
+
+    def _join(self, offset: int, length: int, parts: range) -> bytes:
+        pieces, end = [], offset + length
+        for index in parts:
+            request_offset, request_length = self.requests[index]
+            start = max(offset, request_offset) - request_offset
+            stop = min(end, request_offset + request_length) - request_offset
+            pieces.append(self._cut(index, start, stop - start))
+        return b"".join(pieces)
 
 
 class RangeStore:
@@ -260,23 +330,51 @@ class RangeStore:
         copies (for readers that consume them at once: many chunks per request would otherwise
         be held twice).
         """
+        assembly = self._assemble(ranges, views)
+        results: list[Any] = [b""] * assembly.count
+
+        def keep(batch: list[tuple[int, Any]]) -> None:
+            for position, body in batch:
+                results[position] = body
+
+        if assembly.requests and self.is_s3:
+            # Straight into the results on the event loop: no thread is woken per arrival.
+            self._run(self._get, assembly, keep)
+        elif assembly.requests:
+            for batch in self._read_local(assembly):
+                keep(batch)
+        return results
+
+    def fetch_each(
+        self, ranges: Sequence[tuple[int, int]], *, views: bool = False
+    ) -> Generator[list[tuple[int, Any]], None, None]:
+        """The bytes of each ``(offset, length)`` as soon as they have arrived: batches of
+        ``(position in ranges, bytes)``, every position exactly once, in no fixed order.
+
+        The same requests as :meth:`fetch`, but a consumer can decode the first chunks while
+        the rest are still on the way. Stopping early (``close()``, an error in the consumer)
+        cancels the requests still running.
+        """
+        assembly = self._assemble(ranges, views)
+        if self.is_s3 and assembly.requests:
+            return self._stream(assembly)
+        batches = [assembly.empty, *(self._read_local(assembly) if assembly.requests else [])]
+        return (batch for batch in batches if batch)
+
+    def _assemble(self, ranges: Sequence[tuple[int, int]], views: bool) -> _Assembly:
+        """The requests that bring ``ranges`` (checked to lie inside the object)."""
         ranges = [(int(offset), int(length)) for offset, length in ranges]
-        if not ranges:
-            return []
         if any(offset < 0 or length < 0 for offset, length in ranges):
             raise ValueError(f"negative offset or length in {ranges[:5]}")
         requests = coalesce_ranges(ranges, gap=self.gap, max_request=self.max_request)
-        if not requests:  # only empty ranges
-            return [b"" for _ in ranges]
-        if self.expected is not None:
+        if requests and self.expected is not None:
             end = max(offset + length for offset, length in requests)
             if end > self.expected.size:
                 raise ValueError(
                     f"range ending at byte {end} is past the end of {self.url} "
                     f"({self.expected.size} bytes)"
                 )
-        bodies = self._read_local(requests) if not self.is_s3 else self._run(self._get, requests)
-        return _slice_out(ranges, requests, bodies, views)
+        return _Assembly(ranges, requests, views)
 
     def read(self, offset: int, length: int) -> bytes:
         """One range (see :meth:`fetch`)."""
@@ -312,7 +410,9 @@ class RangeStore:
         status = os.stat(self.url)
         return ObjectInfo(size=status.st_size, mtime_ns=status.st_mtime_ns)
 
-    def _read_local(self, requests: list[tuple[int, int]]) -> list[bytes]:
+    def _read_local(self, assembly: _Assembly) -> list[list[tuple[int, Any]]]:
+        """Every request of ``assembly`` read; the ranges each completes."""
+        requests = assembly.requests
         with open(self.url, "rb") as handle:
             status = os.fstat(handle.fileno())
             current = ObjectInfo(size=status.st_size, mtime_ns=status.st_mtime_ns)
@@ -327,7 +427,7 @@ class RangeStore:
                     f"{self.url}: asked for {length} bytes at {offset}, file gave {len(body)}"
                 )
         self._count(len(requests), sum(map(len, bodies)), 1)
-        return bodies
+        return [assembly.add(index, body) for index, body in enumerate(bodies)]
 
     # -- S3 --------------------------------------------------------------------------------------
 
@@ -362,36 +462,54 @@ class RangeStore:
         self._count(1, 0, 1)
         return ObjectInfo(size=int(answer["ContentLength"]), etag=answer.get("ETag"))
 
-    async def _get(self, requests: list[tuple[int, int]]) -> list[bytes]:
+    def _stream(self, assembly: _Assembly) -> Generator[list[tuple[int, Any]], None, None]:
+        """Run the requests of ``assembly`` on the event loop; yield ranges as they complete."""
+        loop = self.filesystem().loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise NotImplementedError("RangeStore reads cannot run inside its own event loop")
+        arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        finished = object()
+        future = asyncio.run_coroutine_threadsafe(self._get(assembly, arrived.put), loop)
+        future.add_done_callback(lambda _: arrived.put(finished))
+        try:
+            if assembly.empty:
+                yield assembly.empty
+            while (batch := arrived.get()) is not finished:
+                yield batch
+            future.result()
+        finally:
+            # A failed or abandoned read leaves no request running behind the caller's back.
+            future.cancel()
+
+    async def _get(self, assembly: _Assembly, deliver: Callable[[list], None]) -> None:
         if self.expected is None:
             # Pin the version before the first read, so that later reads cannot mix versions.
             self.expected = await self._head()
             self._checked = True
         client = await self._client()
+        requests = assembly.requests
         limit = asyncio.Semaphore(self.concurrency)
         attempts = [0] * len(requests)
-
         received = [0]
 
-        async def one(index: int, offset: int, length: int) -> bytes:
+        async def one(index: int) -> None:
+            offset, length = requests[index]
             async with limit:
-                body = await self._with_retries(
-                    lambda: self._get_range(client, offset, length),
+                await self._with_retries(
+                    lambda: self._get_range(client, assembly, index, deliver, received),
                     what=f"GET bytes {offset}-{offset + length - 1}",
                     attempts=attempts,
                     index=index,
                 )
-            received[0] += len(body)
-            return body
 
-        tasks = [
-            asyncio.ensure_future(one(i, offset, length))
-            for i, (offset, length) in enumerate(requests)
-        ]
+        tasks = [asyncio.ensure_future(one(index)) for index in range(len(requests))]
         try:
-            return list(await asyncio.gather(*tasks))
+            await asyncio.gather(*tasks)
         finally:
-            # A failed read leaves no request running behind the caller's back.
             for task in tasks:
                 task.cancel()
             waves = -(-len(requests) // self.concurrency) + max(attempts) - 1
@@ -461,22 +579,57 @@ class RangeStore:
             )
         return data, ObjectInfo(size=size, etag=answer.get("ETag"))
 
-    async def _get_range(self, client: Any, offset: int, length: int) -> bytes:
-        arguments = {
-            "Bucket": self.bucket,
-            "Key": self.key,
-            "Range": f"bytes={offset}-{offset + length - 1}",
-        }
+    async def _get_range(
+        self,
+        client: Any,
+        assembly: _Assembly,
+        index: int,
+        deliver: Callable[[list], None],
+        received: list[int],
+    ) -> None:
+        """Fill request ``index``'s body from where it stands, handing out ranges as it goes."""
+        offset, length = assembly.requests[index]
+        start = assembly.filled[index]
+        if start == length:  # all in already: what failed came after the last byte
+            return
+        first, last = offset + start, offset + length - 1
+        arguments = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={first}-{last}"}
         if self.expected is not None and self.expected.etag:
             arguments["IfMatch"] = self.expected.etag
         answer = await client.get_object(**arguments)
-        async with answer["Body"] as body:
-            data = await body.read()
-        if len(data) != length:
+        # Checked before any byte is used: a server that ignored the range (or sent another)
+        # would otherwise have its first bytes taken for ours.
+        sent = answer.get("ContentLength")
+        span = str(answer.get("ContentRange", "")).partition(" ")[2].partition("/")[0]
+        wrong_length = sent is not None and int(sent) != last - first + 1
+        if wrong_length or span not in ("", f"{first}-{last}"):
             raise ShortReadError(
-                f"{self.url}: asked for {length} bytes at {offset}, S3 sent {len(data)}"
+                f"{self.url}: asked for bytes {first}-{last}, S3 answered "
+                f"{answer.get('ContentRange') or f'{sent} bytes'}"
             )
-        return data
+        ready: list[tuple[int, Any]] = []
+        held = 0
+        try:
+            async with answer["Body"] as body:
+                while (missing := length - assembly.filled[index]) > 0:
+                    data = await body.read(min(_READ_SIZE, missing))
+                    if not data:
+                        break
+                    received[0] += len(data)
+                    complete = assembly.add(index, data)
+                    ready += complete
+                    held += sum(len(piece) for _, piece in complete)
+                    if held >= _HAND_OUT_BYTES:
+                        deliver(ready)
+                        ready, held = [], 0
+        finally:
+            if ready:  # complete even when the rest of the answer was cut
+                deliver(ready)
+        if assembly.filled[index] < length:
+            raise ShortReadError(
+                f"{self.url}: asked for {length - start} bytes at {first}, "
+                f"S3 sent {assembly.filled[index] - start}"
+            )
 
     async def _with_retries(
         self,
