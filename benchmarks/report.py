@@ -217,6 +217,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     if settings["bandwidth_mbps_per_connection"]:
         bandwidth.append(f"{settings['bandwidth_mbps_per_connection']:g} Mbit/s per connection")
     link = ", ".join(bandwidth) or "no bandwidth cap"
+    if settings.get("dask_threads"):
+        link += f", {settings['dask_threads']} dask threads"
     memory = machine.get("memory_bytes")
     lfp = data["lfp_data"]
     commit = machine.get("commit") or "?"

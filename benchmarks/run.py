@@ -85,6 +85,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated, from W1..W7 (default: all)",
     )
     parser.add_argument(
+        "--dask-threads",
+        type=int,
+        default=None,
+        help="threads of dask's scheduler in each worker (default: dask's, one per CPU)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="small dataset and fewer methods: a smoke test"
     )
     parser.add_argument(
@@ -139,6 +145,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         name = f"{'quick' if arguments.quick else 'full'}-{arguments.latency_ms:g}ms"
         if arguments.bandwidth_mbps:
             name += f"-{arguments.bandwidth_mbps:g}mbps"
+        if arguments.dask_threads:
+            name += f"-{arguments.dask_threads}threads"
         arguments.out = RESULTS_DIR / f"{name}.json"
     return arguments
 
@@ -337,6 +345,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "latency_ms": arguments.latency_ms,
             "bandwidth_mbps_total": arguments.bandwidth_mbps,
             "bandwidth_mbps_per_connection": arguments.connection_mbps,
+            "dask_threads": arguments.dask_threads,
             "quick": arguments.quick,
             "repeats": arguments.repeats,
             "methods": list(arguments.methods),
@@ -426,6 +435,7 @@ def _run_all(
                     "method": name,
                     "workload": workload.to_dict(),
                     "context": {**context, "scratch_dir": str(scratch)},
+                    "dask_threads": arguments.dask_threads,
                 }
                 repeats.append(measure(proxy, job, workdir, arguments.timeout))
                 shutil.rmtree(scratch, ignore_errors=True)

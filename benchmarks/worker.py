@@ -36,6 +36,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     import dask.array  # noqa: F401  (every method's W7 needs it; import outside the baseline)
     import numpy  # noqa: F401
 
+    if job.get("dask_threads"):
+        dask.config.set(num_workers=job["dask_threads"])
+    result["dask_threads"] = dask.config.get("num_workers", None)
     result["rss_after_imports"] = _peak_rss()
     result["settings"] = method.settings()
     handle = None

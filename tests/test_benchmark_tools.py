@@ -256,6 +256,16 @@ def small_hdf5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_the_decode_floor_inflates_every_stored_chunk_once(small_hdf5):
+    from benchmarks.decode_floor import inflate_cost
+
+    cost = inflate_cost(small_hdf5, "grid")
+    # 11 chunk rows (the last one partial, stored whole) x 7 columns of 100 float32.
+    assert cost.chunks == 77
+    assert cost.inflated_bytes == 77 * 100 * 4
+    assert 0 < cost.stored_bytes < cost.inflated_bytes * 1.1 and cost.cpu_seconds >= 0
+
+
 def test_bytes_needed_are_the_chunks_a_box_touches(small_hdf5):
     from benchmarks.chunk_index import DatasetLayout, build_layouts
 
@@ -335,6 +345,23 @@ def test_raw_get_runs_only_w7_and_is_in_every_default_method_list():
     assert set(NOT_APPLICABLE) == {("raw-get", kind) for kind in ("metadata", "box", "ragged")}
 
 
+def test_each_link_and_thread_setting_gets_its_own_results_file():
+    from benchmarks.run import parse_arguments
+
+    settings = (
+        [],
+        ["--latency-ms", "80"],
+        ["--bandwidth-mbps", "400"],
+        ["--dask-threads", "4", "--workloads", "W7"],
+    )
+    assert [parse_arguments(argv).out.name for argv in settings] == [
+        "full-20ms.json",
+        "full-80ms.json",
+        "full-20ms-400mbps.json",
+        "full-20ms-4threads.json",
+    ]
+
+
 def _ok_run(method: str, wall: float, fingerprint: dict, decodes: bool = True) -> dict:
     return {
         "method": method,
@@ -393,6 +420,8 @@ def test_the_quick_benchmark_runs_end_to_end(tmp_path):
             "-m",
             "benchmarks.run",
             "--quick",
+            "--dask-threads",
+            "3",
             "--cache-dir",
             str(tmp_path / "cache"),
             "--out",
@@ -415,6 +444,8 @@ def test_the_quick_benchmark_runs_end_to_end(tmp_path):
     }
     w7 = next(r for r in raw if r["workload"] == "W7")
     assert w7["proxy"]["all"]["bytes"] >= w7["needed_bytes"] and "matches_reference" not in w7
+    assert {r["dask_threads"] for r in results["runs"] if r["status"] == "ok"} == {3}
     markdown = out.with_suffix(".md").read_text()
+    assert "3 dask threads" in markdown.splitlines()[0]
     assert re.search(r"^\| raw-get \| [\d.]+ \| [\d.]+ \| 100 % \|$", markdown, re.MULTILINE)
     assert "python -m benchmarks.run" in completed.stdout

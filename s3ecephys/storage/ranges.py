@@ -4,7 +4,10 @@ Everything above this module asks for bytes as ``(offset, length)`` lists and ge
 those bytes, in order. How they travel is decided here: neighbouring ranges merge into one request
 when the gap between them is cheaper to download than a request is to wait for, very long ranges
 split so that parts run side by side, all requests of one call run concurrently (bounded), and
-transient failures are retried with backoff. Every response is checked for its length, and on S3
+transient failures are retried with backoff; an answer cut short is resumed where it stopped.
+:meth:`RangeStore.fetch` returns all ranges at once; :meth:`RangeStore.fetch_each` hands each range
+out as soon as its bytes are in, so that callers can decode while the rest is still on the wire.
+Every response is checked for its length (and, for a range, its ``Content-Range``), and on S3
 every GET carries ``If-Match`` with the ETag seen when the object was first looked at (by a HEAD,
 or by the first wave of :meth:`RangeStore.fetch_ends`, whose answers tell it), so bytes of two
 versions of a file are never mixed: a replaced object raises :class:`ObjectChangedError`.
