@@ -9,6 +9,10 @@ Every reader in the benchmark talks to the local S3 through this proxy, so that:
 * **bandwidth can be capped**: ``bandwidth`` (bytes/s) is a *total* cap shared by all connections
   (the client's link), ``connection_bandwidth`` (bytes/s) a cap on *each* connection (S3's
   per-connection throughput); either, both or neither. Only response bodies are paced;
+* **a share of answers can stall** (``stall_fraction``, seeded by ``stall_seed``): the head and
+  the first half of the body are passed on, then nothing more while the connection stays open, as
+  a congested or dying S3 front end does; so the benchmark can measure what the stall guard costs
+  on healthy runs (no stalls) and what a stall costs a reader;
 * **every request is recorded** (method, target, Range, status, body bytes each way, when it arrived
   and when its response was done). These records are the benchmark's independent measurement of what
   each method did: requests and bytes come from here, not from the method's own counters, and
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -58,6 +63,8 @@ class RequestRecord:
     response_bytes: int
     request_bytes: int
     response_head_bytes: int
+    # Whether the proxy stopped this answer halfway (see ``stall_fraction``).
+    stalled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -251,6 +258,25 @@ async def _relay_body(
     return payload
 
 
+async def _relay_bytes(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    count: int,
+    pacers: Sequence[_Pacer],
+) -> int:
+    """Copy ``count`` body bytes (fewer if the sender closes first); returns how many."""
+    copied = 0
+    while copied < count:
+        piece = await reader.read(min(_PIECE, count - copied))
+        if not piece:
+            break
+        await _pace(pacers, len(piece))
+        writer.write(piece)
+        await writer.drain()
+        copied += len(piece)
+    return copied
+
+
 def _response_has_body(request_method: str, status: int) -> bool:
     return request_method != "HEAD" and status >= 200 and status not in (204, 304)
 
@@ -266,7 +292,8 @@ class LatencyProxy:
             print(proxy.summary())   # requests, bytes, round trips
 
     ``bandwidth`` caps all connections together, ``connection_bandwidth`` each connection; both are
-    in bytes per second of response body.
+    in bytes per second of response body. ``stall_fraction`` of the answers with a body stop
+    halfway and hold their connection open until the client gives up.
     """
 
     def __init__(
@@ -276,6 +303,8 @@ class LatencyProxy:
         latency: float = DEFAULT_LATENCY,
         bandwidth: float | None = None,
         connection_bandwidth: float | None = None,
+        stall_fraction: float = 0.0,
+        stall_seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -284,6 +313,10 @@ class LatencyProxy:
             raise ValueError(f"expected an upstream like http://127.0.0.1:9000, got {upstream!r}")
         if latency < 0:
             raise ValueError(f"latency must be >= 0, got {latency}")
+        if not 0 <= stall_fraction <= 1:
+            raise ValueError(f"stall_fraction must be within [0, 1], got {stall_fraction}")
+        self.stall_fraction = stall_fraction
+        self._stall_random = random.Random(stall_seed)
         self.upstream_host, self.upstream_port = parts.hostname, parts.port
         self.latency = latency
         self.bandwidth = bandwidth
@@ -454,6 +487,10 @@ class LatencyProxy:
             if task is not None:
                 self._handlers.discard(task)
 
+    def _record(self, record: RequestRecord) -> None:
+        with self._records_lock:
+            self._records.append(record)
+
     async def _exchange(
         self,
         connection: int,
@@ -495,6 +532,40 @@ class LatencyProxy:
             await asyncio.sleep(self.latency)
         client_writer.write(response_raw)
         response_bytes = 0
+        length = response.content_length()
+        stall = (
+            self.stall_fraction > 0
+            and _response_has_body(method, status)
+            and not response.is_chunked()
+            and length is not None
+            and length > 1
+            and self._stall_random.random() < self.stall_fraction
+        )
+        if stall:
+            assert length is not None
+            response_bytes = await _relay_bytes(
+                upstream_reader, client_writer, length // 2, pacers
+            )
+            # Nothing more is sent; the connection stays open until the client gives up on it.
+            with contextlib.suppress(ConnectionError):
+                while await client_reader.read(_PIECE):
+                    pass
+            self._record(
+                RequestRecord(
+                    connection=connection,
+                    method=method,
+                    target=target,
+                    range=request.header("range"),
+                    status=status,
+                    start=started,
+                    end=time.monotonic(),
+                    response_bytes=response_bytes,
+                    request_bytes=request_bytes,
+                    response_head_bytes=len(response_raw),
+                    stalled=True,
+                )
+            )
+            return False
         if _response_has_body(method, status):
             response_bytes = await _relay_body(
                 response, upstream_reader, client_writer, until_close=True, pacers=pacers
@@ -512,8 +583,7 @@ class LatencyProxy:
             request_bytes=request_bytes,
             response_head_bytes=len(response_raw),
         )
-        with self._records_lock:
-            self._records.append(record)
+        self._record(record)
         framed = response.is_chunked() or response.content_length() is not None
         no_body = not _response_has_body(method, status)
         return not (

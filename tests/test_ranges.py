@@ -123,14 +123,14 @@ def test_a_cut_answer_in_the_first_wave_is_asked_again(payload_url, local_s3, mo
     real = RangeStore._get_with_version
     cuts = iter([True])
 
-    async def cut_once(self, client, span):
-        data, info = await real(self, client, span)
+    async def cut_once(self, client, span, arrived=None):
+        data, info = await real(self, client, span, arrived)
         if span.startswith("-") and next(cuts, False):
             raise ShortReadError(f"pretend {span} arrived cut")
         return data, info
 
     monkeypatch.setattr(RangeStore, "_get_with_version", cut_once)
-    monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("s3ecephys.storage.attempts._BACKOFF_BASE", 0.0)
     store = RangeStore(payload_url, local_s3.storage_options)
     assert store.fetch_ends(1000, 2000) == (PAYLOAD[:1000], PAYLOAD[-2000:])
     assert (store.stats.requests, store.stats.round_trips) == (3, 2)
@@ -142,8 +142,8 @@ def test_an_object_replaced_once_between_its_ends_is_asked_again(
     real = RangeStore._get_with_version
     stale = iter([True])
 
-    async def head_once_of_another_version(self, client, span):
-        data, info = await real(self, client, span)
+    async def head_once_of_another_version(self, client, span, arrived=None):
+        data, info = await real(self, client, span, arrived)
         if span.startswith("0-") and next(stale, False):
             return b"x" * len(data), ObjectInfo(size=info.size, etag='"an-earlier-version"')
         return data, info
@@ -157,8 +157,8 @@ def test_an_object_replaced_once_between_its_ends_is_asked_again(
 def test_an_object_replaced_between_its_ends_is_not_mixed(payload_url, local_s3, monkeypatch):
     real = RangeStore._get_with_version
 
-    async def head_of_another_version(self, client, span):
-        data, info = await real(self, client, span)
+    async def head_of_another_version(self, client, span, arrived=None):
+        data, info = await real(self, client, span, arrived)
         if span.startswith("0-"):
             return data, ObjectInfo(size=info.size, etag='"an-earlier-version"')
         return data, info
@@ -212,7 +212,7 @@ def test_transient_failures_are_retried(payload_url, local_s3, monkeypatch):
         return await real_get_range(self, *arguments)
 
     monkeypatch.setattr(RangeStore, "_get_range", flaky)
-    monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("s3ecephys.storage.attempts._BACKOFF_BASE", 0.0)
 
     assert store.fetch([(0, 100), (2**20, 100)]) == [PAYLOAD[:100], PAYLOAD[2**20 : 2**20 + 100]]
     assert store.stats.requests == 5
@@ -247,7 +247,7 @@ def test_short_responses_are_never_returned(payload_url, local_s3, monkeypatch):
         return Client()
 
     monkeypatch.setattr(RangeStore, "_client", client)
-    monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("s3ecephys.storage.attempts._BACKOFF_BASE", 0.0)
     with pytest.raises(OSError, match="S3 sent 16"):
         store.read(0, 1000)
     assert store.stats.requests == 3
@@ -278,7 +278,7 @@ def _answered_by(monkeypatch, change) -> _Answers:
         return answers[0]
 
     monkeypatch.setattr(RangeStore, "_client", client)
-    monkeypatch.setattr("s3ecephys.storage.ranges._BACKOFF_BASE", 0.0)
+    monkeypatch.setattr("s3ecephys.storage.attempts._BACKOFF_BASE", 0.0)
     return answers
 
 
@@ -322,6 +322,23 @@ def test_a_cut_answer_goes_on_where_it_stopped_and_hands_each_range_out_once(
     assert values == [PAYLOAD[o : o + n] for o, n in ranges]
     # One request for all, cut after 1,000,000 bytes; the second asks only for the rest.
     assert answers[0].ranges == ["bytes=0-1949999", "bytes=1000000-1949999"]
+
+
+def test_a_cut_end_in_the_first_wave_goes_on_where_it_stopped(payload_url, local_s3, monkeypatch):
+    def cut_the_tail(number, answer):
+        if answers[0].ranges[number - 1] == "bytes=-500000":
+            answer["Body"] = _CutBody(answer["Body"], keep=200_000)
+        return answer
+
+    answers = _answered_by(monkeypatch, cut_the_tail)
+    store = RangeStore(payload_url, local_s3.storage_options)
+    assert store.fetch_ends(1000, 500_000) == (PAYLOAD[:1000], PAYLOAD[-500_000:])
+    size = len(PAYLOAD)
+    # The tail's second answer brings only what the first did not.
+    assert sorted(answers[0].ranges) == sorted(
+        ["bytes=0-999", "bytes=-500000", f"bytes={size - 300_000}-{size - 1}"]
+    )
+    assert store.info().size == size
 
 
 def test_an_answer_for_other_bytes_is_never_taken_for_ours(payload_url, local_s3, monkeypatch):

@@ -17,6 +17,8 @@ from urllib.request import url2pathname
 
 import fsspec
 
+from s3ecephys.storage.limits import endpoint_health, split_limits
+
 DEFAULT_BUCKET = "allen-brain-observatory"
 DEFAULT_PREFIX = "visual-coding-neuropixels/ecephys-cache/"
 DEFAULT_URL = f"s3://{DEFAULT_BUCKET}/{DEFAULT_PREFIX}"
@@ -34,13 +36,37 @@ MARKER_FILES = ("manifest.json", "sessions.csv")
 _CREDENTIAL_OPTIONS = ("key", "secret", "token", "username", "password", "profile", "session")
 _SECRET_OPTIONS = ("secret", "token", "password")
 
-# check() is a diagnosis: it must answer in seconds, not after minutes of botocore retries.
-_CHECK_CONNECT_TIMEOUT = 3
-_CHECK_READ_TIMEOUT = 10
 
 
 class LocationError(OSError):
     """A data location cannot be used; the message says what was tried and what to do."""
+
+
+class EndpointUnreachableError(LocationError, ConnectionError):
+    """The S3 endpoint did not answer at all (no route, refused, or silent); the message names it
+    and says what to do."""
+
+
+def unreachable_message(endpoint: str, detail: str, target: str) -> str:
+    """What to tell a user whose endpoint cannot be reached while ``target`` is read."""
+    return (
+        f"cannot reach the S3 endpoint {endpoint} ({detail}) to read {target}. Check the "
+        f"network; for a local S3 or a mirror, check that it is running and that "
+        f"{ENDPOINT_VARIABLES[0]} (or storage_options endpoint_url) names it; unset it to read "
+        "the public bucket. Without a network, read a local copy: "
+        "EcephysProjectCache(manifest='DIR/manifest.json', policy='local'), a folder filled "
+        "beforehand by `s3ecephys download --cache DIR`."
+    )
+
+
+def endpoint_of(storage_options: Mapping[str, Any]) -> str:
+    """The endpoint S3 requests with these s3fs options go to, as a user would recognise it."""
+    client_kwargs = storage_options.get("client_kwargs", {})
+    endpoint = storage_options.get("endpoint_url") or client_kwargs.get("endpoint_url")
+    if endpoint:
+        return endpoint
+    region = client_kwargs.get("region_name", DEFAULT_REGION)
+    return f"AWS S3 (https://s3.{region}.amazonaws.com)"
 
 
 @dataclass(frozen=True)
@@ -93,7 +119,8 @@ class DataLocation:
     def filesystem(self) -> fsspec.AbstractFileSystem:
         """The fsspec filesystem for this location, created on first use."""
         if self._filesystem is None:
-            filesystem = fsspec.filesystem(self.protocol, **self.storage_options)
+            _, options = split_limits(self.storage_options)
+            filesystem = fsspec.filesystem(self.protocol, **options)
             # Frozen for users; the cache is the one field set after construction.
             object.__setattr__(self, "_filesystem", filesystem)
         return self._filesystem
@@ -108,8 +135,9 @@ class DataLocation:
     def check(self) -> None:
         """Make sure the dataset can be read here; raise :class:`LocationError` saying why not.
 
-        Looks for manifest.json or sessions.csv at the root. Fails within seconds when an endpoint
-        does not answer.
+        Looks for manifest.json or sessions.csv at the root. An endpoint that does not answer is
+        reported within the connect and first-byte timeouts (see :mod:`s3ecephys.storage.limits`),
+        with one attempt: this is a diagnosis, not a read that must succeed.
         """
         if self.protocol == "file":
             self._check_folder()
@@ -166,11 +194,18 @@ class DataLocation:
         from botocore.exceptions import ConnectionError as EndpointUnreachable
 
         endpoint = self._endpoint()
+        health = endpoint_health(endpoint)
+        if health.known_unreachable():
+            raise EndpointUnreachableError(
+                unreachable_message(endpoint, "it did not answer moments ago", self.url)
+            )
         try:
             filesystem.call_s3(method, **arguments)
         except FileNotFoundError:
+            health.saw_answer()
             return False
         except PermissionError as error:
+            health.saw_answer()
             raise LocationError(
                 f"access to {self.url} at {endpoint} was denied ({error}). The public bucket is "
                 "read anonymously (anon=True); a private mirror needs credentials in "
@@ -178,31 +213,27 @@ class DataLocation:
                 "is not allowed, so check the prefix too."
             ) from error
         except (EndpointUnreachable, HTTPClientError) as error:
-            raise LocationError(
-                f"cannot reach the S3 endpoint {endpoint} ({error}). Check the network; for a "
-                f"local S3 or a mirror, check that it is running and that {ENDPOINT_VARIABLES[0]} "
-                "(or storage_options endpoint_url) names it; unset it to read the public bucket."
+            health.saw_no_answer()
+            raise EndpointUnreachableError(
+                unreachable_message(endpoint, str(error), self.url)
             ) from error
         except (BotoCoreError, OSError) as error:
             raise LocationError(f"cannot read {self.url} at {endpoint}: {error}") from error
+        health.saw_answer()
         return True
 
     def _endpoint(self) -> str:
-        client_kwargs = self.storage_options.get("client_kwargs", {})
-        endpoint = self.storage_options.get("endpoint_url") or client_kwargs.get("endpoint_url")
-        if endpoint:
-            return endpoint
-        region = client_kwargs.get("region_name", DEFAULT_REGION)
-        return f"AWS S3 (https://s3.{region}.amazonaws.com)"
+        return endpoint_of(self.storage_options)
 
     def _fail_fast_options(self) -> dict[str, Any]:
-        # A private instance: the shared, cached one must keep the user's timeouts.
-        options = {**self.storage_options, "skip_instance_cache": True}
+        limits, options = split_limits(self.storage_options)
+        # A private instance: the shared, cached one must keep the user's settings.
+        options["skip_instance_cache"] = True
         options["config_kwargs"] = {
             **options.get("config_kwargs", {}),
-            "connect_timeout": _CHECK_CONNECT_TIMEOUT,
-            "read_timeout": _CHECK_READ_TIMEOUT,
-            "retries": {"total_max_attempts": 2},
+            "connect_timeout": limits.connect_timeout,
+            "read_timeout": limits.first_byte_timeout,
+            "retries": {"total_max_attempts": 1},
         }
         return options
 

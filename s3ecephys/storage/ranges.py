@@ -12,6 +12,18 @@ every GET carries ``If-Match`` with the ETag seen when the object was first look
 or by the first wave of :meth:`RangeStore.fetch_ends`, whose answers tell it), so bytes of two
 versions of a file are never mixed: a replaced object raises :class:`ObjectChangedError`.
 
+No request waits without bound (see :mod:`s3ecephys.storage.limits` for the four limits): an answer
+whose head does not come within the connect and first-byte timeouts, or whose body delivers no new
+byte for the stall limit, is abandoned and the bytes still missing are asked for again; a request
+that keeps failing ends, within its retry budget, in a :class:`ReadFailedError` naming the object,
+the range and every attempt. An endpoint that has never answered in this process is not retried:
+it fails at once with an :class:`EndpointUnreachableError` that says what to do.
+
+Anonymous reads (the public bucket, a local S3) go as unsigned GETs over plain HTTP
+(:mod:`s3ecephys.storage.http_client`: no botocore to import or set up before the first byte);
+credentials, profiles or any other s3fs option send them through s3fs. Both clients answer in one
+shape, so every check, limit and count here applies to either.
+
 A :class:`RangeStore` pickles as ``(url, storage_options, expected ObjectInfo)``: no client, event
 loop or file handle crosses a process boundary, which is what dask's process workers need.
 """
@@ -19,36 +31,78 @@ loop or file handle crosses a process boundary, which is what dask's process wor
 from __future__ import annotations
 
 import asyncio
-import bisect
 import os
 import queue
-import random
+import sys
 import threading
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from s3ecephys.storage.location import s3_storage_options
+from s3ecephys.storage.assembly import (
+    DEFAULT_GAP,
+    DEFAULT_MAX_REQUEST,
+    Assembly,
+    coalesce_ranges,
+)
+from s3ecephys.storage.attempts import (
+    FirstByteTimeoutError,
+    ReadFailedError,
+    StalledError,
+    first_byte,
+    next_bytes,
+    with_retries,
+)
+from s3ecephys.storage.http_client import anonymous_client, plain_http_fits
+from s3ecephys.storage.limits import EndpointHealth, endpoint_health, split_limits
+from s3ecephys.storage.location import (
+    DEFAULT_REGION,
+    EndpointUnreachableError,
+    endpoint_of,
+    s3_storage_options,
+    unreachable_message,
+)
+from s3ecephys.storage.objects import (
+    ObjectChangedError,
+    ObjectInfo,
+    RangeNotSatisfiable,
+    RequestStats,
+    ShortReadError,
+)
 
-# Waiting for one more request on S3 costs ~20-60 ms, in which ~1-5 MB arrive on one connection:
-# a gap below this is cheaper to download than to skip.
-DEFAULT_GAP = 512 * 1024
-# Long ranges split into parts of this size, so that one big read runs on several connections.
-DEFAULT_MAX_REQUEST = 8 * 2**20
+__all__ = [
+    "DEFAULT_GAP",
+    "DEFAULT_MAX_REQUEST",
+    "EndpointUnreachableError",
+    "FirstByteTimeoutError",
+    "ObjectChangedError",
+    "ObjectInfo",
+    "RangeStore",
+    "ReadFailedError",
+    "RequestStats",
+    "ShortReadError",
+    "StalledError",
+    "coalesce_ranges",
+]
+
+T = TypeVar("T")
+
 # Requests in flight at once. A wave is typically many small ranges (a chunk B-tree level: ~100
 # nodes; one channel over a real recording: ~256 chunks) that S3 answers side by side; above this
 # they queue and each further batch costs a round trip.
 DEFAULT_CONCURRENCY = 128
 DEFAULT_RETRIES = 5
-_BACKOFF_BASE = 0.1
-_BACKOFF_CAP = 5.0
 # Most bytes taken from a response body at once, and how many bytes of complete ranges are
 # gathered before they are handed out (each hand-out wakes a consumer, which costs more than
 # small chunks' decoding).
 _READ_SIZE = 2**20
 _HAND_OUT_BYTES = 2**20
+# Added to the first-byte timeout for botocore's own socket read timeout, so that the limits here,
+# with their clearer errors, always end a wait first.
+_STALL_BACKSTOP = 60.0
 
 # Error codes S3 (and botocore) use for failures that go away when asked again.
 _TRANSIENT_CODES = {
@@ -66,175 +120,15 @@ _TRANSIENT_CODES = {
 }
 
 
-class ObjectChangedError(OSError):
-    """The object changed since it was indexed; its bytes must not be mixed with older ones."""
-
-
-class ShortReadError(OSError):
-    """A response held fewer or more bytes than asked for, on every retry."""
-
-
-class _RangeNotSatisfiable(OSError):
-    """S3 answered 416: the range asked for lies past the end (of an empty object)."""
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What identifies one version of an object: its size and its ETag (S3) or mtime (local)."""
-
-    size: int
-    etag: str | None = None
-    mtime_ns: int | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """A text that changes whenever the object's content may have changed."""
-        if self.etag:
-            return f"etag:{self.etag.strip(chr(34))}:{self.size}"
-        return f"mtime:{self.mtime_ns}:{self.size}"
-
-
-@dataclass
-class RequestStats:
-    """Requests sent, bytes received and round trips on the critical path (sequential waves)."""
-
-    requests: int = 0
-    bytes: int = 0
-    round_trips: int = 0
-
-    def reset(self) -> None:
-        self.requests = self.bytes = self.round_trips = 0
-
-    def copy(self) -> RequestStats:
-        return RequestStats(self.requests, self.bytes, self.round_trips)
-
-    def __sub__(self, other: RequestStats) -> RequestStats:
-        return RequestStats(
-            self.requests - other.requests,
-            self.bytes - other.bytes,
-            self.round_trips - other.round_trips,
-        )
-
-
-def coalesce_ranges(
-    ranges: Sequence[tuple[int, int]],
-    *,
-    gap: int = DEFAULT_GAP,
-    max_request: int = DEFAULT_MAX_REQUEST,
-) -> list[tuple[int, int]]:
-    """The requests that cover ``ranges``: sorted, merged across gaps <= ``gap``, split at
-    ``max_request`` bytes. Overlapping and repeated ranges are fetched once."""
-    merged: list[list[int]] = []
-    for offset, length in sorted((o, n) for o, n in ranges if n > 0):
-        if merged and offset <= merged[-1][1] + gap:
-            merged[-1][1] = max(merged[-1][1], offset + length)
-        else:
-            merged.append([offset, offset + length])
-    requests = []
-    for start, end in merged:
-        parts = -(-(end - start) // max_request)
-        step = -(-(end - start) // parts)
-        requests.extend((o, min(step, end - o)) for o in range(start, end, step))
-    return requests
-
-
-class _Assembly:
-    """Which asked ranges each request carries, handed out as soon as all their bytes are in.
-
-    A request's body is kept as the pieces it arrived in (a retried request goes on from where
-    its answer was cut); a range is handed out once, the moment the body it lies in has reached
-    its end: as a slice of the piece that holds it, joined only when it straddles pieces or the
-    two parts of a split request.
-    """
-
-    def __init__(
-        self, ranges: Sequence[tuple[int, int]], requests: Sequence[tuple[int, int]], views: bool
-    ):
-        self.requests = requests
-        self.views = views
-        self.count = len(ranges)
-        self.filled = [0] * len(requests)
-        self.empty = [(position, b"") for position, (_, length) in enumerate(ranges) if not length]
-        self._pieces: list[list[bytes]] = [[] for _ in requests]
-        self._piece_starts: list[list[int]] = [[] for _ in requests]
-        # Per request: (end, position, offset) of the ranges inside it, by end; and how many of
-        # them have been handed out.
-        self._inside: list[list[tuple[int, int, int]]] = [[] for _ in requests]
-        self._handed = [0] * len(requests)
-        # Per request: the ranges that need it and others (their numbers in ``_spans``), and
-        # for each such range how many of its requests are still incomplete.
-        self._across: list[list[int]] = [[] for _ in requests]
-        self._spans: list[tuple[int, int, int, range]] = []
-        self._waiting: list[int] = []
-        starts = [offset for offset, _ in requests]
-        for position, (offset, length) in enumerate(ranges):
-            if not length:
-                continue
-            first = bisect.bisect_right(starts, offset) - 1
-            last = bisect.bisect_left(starts, offset + length) - 1
-            if first == last:
-                self._inside[first].append((offset + length, position, offset))
-                continue
-            for index in range(first, last + 1):
-                self._across[index].append(len(self._spans))
-            self._spans.append((position, offset, length, range(first, last + 1)))
-            self._waiting.append(last + 1 - first)
-        for inside in self._inside:
-            inside.sort()
-
-    def add(self, index: int, data: bytes) -> list[tuple[int, Any]]:
-        """The next bytes of request ``index`` have arrived: the ranges now complete."""
-        self._piece_starts[index].append(self.filled[index])
-        self._pieces[index].append(data)
-        self.filled[index] += len(data)
-        request_offset, request_length = self.requests[index]
-        reached, inside = request_offset + self.filled[index], self._inside[index]
-        ready = []
-        while self._handed[index] < len(inside) and inside[self._handed[index]][0] <= reached:
-            end, position, offset = inside[self._handed[index]]
-            ready.append((position, self._cut(index, offset - request_offset, end - offset)))
-            self._handed[index] += 1
-        if self.filled[index] == request_length:
-            for span in self._across[index]:
-                self._waiting[span] -= 1
-                if not self._waiting[span]:
-                    position, offset, length, parts = self._spans[span]
-                    ready.append((position, self._join(offset, length, parts)))
-        return ready
-
-    def _cut(self, index: int, start: int, length: int) -> Any:
-        """``length`` bytes from ``start`` of request ``index``'s body."""
-        starts, pieces = self._piece_starts[index], self._pieces[index]
-        number = bisect.bisect_right(starts, start) - 1
-        within = start - starts[number]
-        if within + length <= len(pieces[number]):
-            piece = memoryview(pieces[number]) if self.views else pieces[number]
-            return piece[within : within + length]
-        parts = []
-        while length > 0:
-            within = start - starts[number]
-            part = memoryview(pieces[number])[within : within + length]
-            parts.append(part)
-            start, length, number = start + len(part), length - len(part), number + 1
-        return b"".join(parts)
-
-    def _join(self, offset: int, length: int, parts: range) -> bytes:
-        pieces, end = [], offset + length
-        for index in parts:
-            request_offset, request_length = self.requests[index]
-            start = max(offset, request_offset) - request_offset
-            stop = min(end, request_offset + request_length) - request_offset
-            pieces.append(self._cut(index, start, stop - start))
-        return b"".join(pieces)
-
-
 class RangeStore:
     """Reads byte ranges of one object (``s3://bucket/key``, ``file://`` URL or local path).
 
     ``storage_options`` are s3fs arguments, merged over the defaults of
     :func:`~s3ecephys.storage.location.s3_storage_options` (anonymous, us-west-2, endpoint from the
-    environment). ``expected`` pins the object version (from an index): reads then need no HEAD and
-    fail with :class:`ObjectChangedError` if the object is not that version any more.
+    environment), plus the limits of :mod:`s3ecephys.storage.limits` (``connect_timeout``,
+    ``first_byte_timeout``, ``stall_limit``, ``retry_budget``). ``expected`` pins the object
+    version (from an index): reads then need no HEAD and fail with :class:`ObjectChangedError` if
+    the object is not that version any more.
     """
 
     def __init__(
@@ -264,6 +158,10 @@ class RangeStore:
         else:
             self.url = os.path.abspath(os.path.expanduser(url))
             self.storage_options = dict(storage_options or {})
+        self.limits, self._client_options = split_limits(self.storage_options)
+        self.endpoint = endpoint_of(self.storage_options) if self.is_s3 else self.url
+        # Anonymous reads need no signature: plain HTTP spares botocore's import and set-up.
+        self.plain_http = self.is_s3 and plain_http_fits(self._client_options)
         self.expected = expected
         # Whether ``expected`` has been compared with the object itself (see info()).
         self._checked = False
@@ -316,6 +214,8 @@ class RangeStore:
         self.expected, self._checked = info, True
 
     def _changed_message(self, current: ObjectInfo | None = None) -> str:
+        if self.expected is None:  # replaced while its first bytes were arriving
+            return f"{self.url} changed while it was being opened; open it again"
         now = f" (now size {current.size}, {current.fingerprint})" if current else ""
         return (
             f"{self.url} changed since it was indexed (was size {self.expected.size}, "
@@ -364,7 +264,7 @@ class RangeStore:
         batches = [assembly.empty, *(self._read_local(assembly) if assembly.requests else [])]
         return (batch for batch in batches if batch)
 
-    def _assemble(self, ranges: Sequence[tuple[int, int]], views: bool) -> _Assembly:
+    def _assemble(self, ranges: Sequence[tuple[int, int]], views: bool) -> Assembly:
         """The requests that bring ``ranges`` (checked to lie inside the object)."""
         ranges = [(int(offset), int(length)) for offset, length in ranges]
         if any(offset < 0 or length < 0 for offset, length in ranges):
@@ -377,7 +277,7 @@ class RangeStore:
                     f"range ending at byte {end} is past the end of {self.url} "
                     f"({self.expected.size} bytes)"
                 )
-        return _Assembly(ranges, requests, views)
+        return Assembly(ranges, requests, views)
 
     def read(self, offset: int, length: int) -> bytes:
         """One range (see :meth:`fetch`)."""
@@ -394,7 +294,7 @@ class RangeStore:
         if self.is_s3 and self.expected is None and (head > 0 or tail > 0):
             try:
                 return self._run(self._get_ends, head, tail)
-            except _RangeNotSatisfiable:  # an empty object: nothing to cut ends from
+            except RangeNotSatisfiable:  # an empty object: nothing to cut ends from
                 pass
         size = self.info().size
         head, tail = min(head, size), min(tail, size)
@@ -413,7 +313,7 @@ class RangeStore:
         status = os.stat(self.url)
         return ObjectInfo(size=status.st_size, mtime_ns=status.st_mtime_ns)
 
-    def _read_local(self, assembly: _Assembly) -> list[list[tuple[int, Any]]]:
+    def _read_local(self, assembly: Assembly) -> list[list[tuple[int, Any]]]:
         """Every request of ``assembly`` read; the ranges each completes."""
         requests = assembly.requests
         with open(self.url, "rb") as handle:
@@ -435,39 +335,82 @@ class RangeStore:
     # -- S3 --------------------------------------------------------------------------------------
 
     def filesystem(self) -> Any:
-        """The s3fs filesystem (created on first use; its event loop runs in fsspec's thread)."""
+        """The s3fs filesystem (created on first use; its event loop runs in fsspec's thread);
+        not used for anonymous reads, which go over plain HTTP."""
         if self._filesystem is None:
             import s3fs
 
-            options = dict(self.storage_options)
+            options = dict(self._client_options)
             # Without enough pooled connections, "concurrent" requests queue inside botocore.
             config = dict(options.get("config_kwargs", {}))
             config.setdefault("max_pool_connections", self.concurrency)
+            # Retries, stalls and first bytes are handled here (bounded, resumed, counted);
+            # botocore's own retries would multiply every wait and hide requests from the stats.
+            config.setdefault("connect_timeout", self.limits.connect_timeout)
+            config.setdefault("retries", {"total_max_attempts": 1})
+            # A backstop only: the first-byte and stall limits below end a wait sooner.
+            config.setdefault("read_timeout", self.limits.first_byte_timeout + _STALL_BACKSTOP)
             options["config_kwargs"] = config
             self._filesystem = s3fs.S3FileSystem(**options)
         return self._filesystem
 
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop requests run on: fsspec's I/O thread (s3fs's own, when it is used)."""
+        if self.plain_http:
+            from fsspec.asyn import get_loop
+
+            return get_loop()
+        return self.filesystem().loop
+
     def _run(self, function: Any, *arguments: Any) -> Any:
         from fsspec.asyn import sync
 
-        return sync(self.filesystem().loop, function, *arguments)
+        return sync(self._loop(), function, *arguments)
 
     async def _client(self) -> Any:
+        if self.plain_http:
+            client_kwargs = self._client_options.get("client_kwargs") or {}
+            endpoint = self._client_options.get("endpoint_url") or client_kwargs.get(
+                "endpoint_url"
+            )
+            region = client_kwargs.get("region_name", DEFAULT_REGION)
+            return anonymous_client(
+                endpoint, region, self.concurrency, self.limits.connect_timeout
+            )
         filesystem = self.filesystem()
         await filesystem.set_session()
         return await filesystem.get_s3(self.bucket)
 
+    @property
+    def health(self) -> EndpointHealth:
+        """What this process has seen of the store's endpoint (shared by its stores)."""
+        return endpoint_health(self.endpoint)
+
+    async def _answer(self, request: Awaitable[T], what: str) -> T:
+        """``request`` up to its response head, within the connect and first-byte timeouts; the
+        time it took is remembered for the adaptive stall limit."""
+        if self.health.known_unreachable():
+            raise EndpointUnreachableError(
+                unreachable_message(self.endpoint, "it did not answer moments ago", self.url)
+            )
+        started = time.monotonic()
+        limit = self.limits.connect_timeout + self.limits.first_byte_timeout
+        answer = await first_byte(request, limit, f"{what} of {self.url}")
+        self.health.saw_answer(time.monotonic() - started)
+        return answer
+
     async def _head(self) -> ObjectInfo:
         client = await self._client()
         answer = await self._with_retries(
-            lambda: client.head_object(Bucket=self.bucket, Key=self.key), what="HEAD"
+            lambda: self._answer(client.head_object(Bucket=self.bucket, Key=self.key), "HEAD"),
+            what="HEAD",
         )
         self._count(1, 0, 1)
         return ObjectInfo(size=int(answer["ContentLength"]), etag=answer.get("ETag"))
 
-    def _stream(self, assembly: _Assembly) -> Generator[list[tuple[int, Any]], None, None]:
+    def _stream(self, assembly: Assembly) -> Generator[list[tuple[int, Any]], None, None]:
         """Run the requests of ``assembly`` on the event loop; yield ranges as they complete."""
-        loop = self.filesystem().loop
+        loop = self._loop()
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -488,7 +431,7 @@ class RangeStore:
             # A failed or abandoned read leaves no request running behind the caller's back.
             future.cancel()
 
-    async def _get(self, assembly: _Assembly, deliver: Callable[[list], None]) -> None:
+    async def _get(self, assembly: Assembly, deliver: Callable[[list], None]) -> None:
         if self.expected is None:
             # Pin the version before the first read, so that later reads cannot mix versions.
             self.expected = await self._head()
@@ -526,8 +469,17 @@ class RangeStore:
         received, waves = 0, 0
 
         async def one(number: int) -> tuple[bytes, ObjectInfo]:
+            arrived = _Arrived()
+
+            async def attempt() -> tuple[bytes, ObjectInfo]:
+                # An answer that broke off is gone on with: only its missing bytes are asked for.
+                rest = arrived.rest()
+                if rest is None:
+                    arrived.forget()
+                return await self._get_with_version(client, rest or spans[number], arrived)
+
             return await self._with_retries(
-                lambda: self._get_with_version(client, spans[number]),
+                attempt,
                 what=f"GET bytes={spans[number]}",
                 attempts=attempts,
                 index=number,
@@ -562,30 +514,59 @@ class RangeStore:
         bodies = iter(body for body, _ in answers)
         return (next(bodies) if head > 0 else b""), (next(bodies) if tail > 0 else b"")
 
-    async def _get_with_version(self, client: Any, span: str) -> tuple[bytes, ObjectInfo]:
+    async def _get_with_version(
+        self, client: Any, span: str, arrived: _Arrived | None = None
+    ) -> tuple[bytes, ObjectInfo]:
         """The bytes of ``span`` (``a-b`` or ``-n``, clipped to the object) and the version of the
-        object they are of."""
+        object they are of.
+
+        ``arrived`` keeps the body as it comes, so that an answer that breaks off can be gone on
+        with: when it already holds bytes, ``span`` is the absolute rest of them, asked for of
+        the same version (``If-Match``) and checked against its ``Content-Range``.
+        """
+        arrived = _Arrived() if arrived is None else arrived
+        resuming = arrived.info is not None
+        etag = self.expected.etag if self.expected is not None else None
+        if resuming and arrived.info is not None:
+            etag = etag or arrived.info.etag
         arguments = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={span}"}
-        if self.expected is not None and self.expected.etag:
-            arguments["IfMatch"] = self.expected.etag
-        answer = await client.get_object(**arguments)
-        async with answer["Body"] as body:
-            data = await body.read()
+        if etag:
+            arguments["IfMatch"] = etag
+        answer = await self._answer(client.get_object(**arguments), f"GET bytes={span}")
         # "bytes 0-1048575/310189396"; a server that sent the whole object has no Content-Range.
-        total = str(answer.get("ContentRange", "")).rpartition("/")[2]
+        described = str(answer.get("ContentRange", ""))
+        total = described.rpartition("/")[2]
         size = int(total) if total.isdigit() else int(answer["ContentLength"])
         first, _, last = span.partition("-")
-        wanted = min(int(last), size) if not first else min(int(last) + 1, size) - int(first)
-        if len(data) != wanted:
-            raise ShortReadError(
-                f"{self.url}: asked for bytes={span} of {size}, S3 sent {len(data)}"
-            )
-        return data, ObjectInfo(size=size, etag=answer.get("ETag"))
+        if first:
+            start, wanted = int(first), min(int(last) + 1, size) - int(first)
+        else:
+            wanted = min(int(last), size)
+            start = size - wanted
+        if resuming and described.partition(" ")[2].partition("/")[0] != f"{start}-{last}":
+            arrived.forget()  # another answer than the rest asked for: start again
+            raise ShortReadError(f"{self.url}: asked for bytes={span}, S3 answered {described!r}")
+        if not resuming:
+            arrived.info = ObjectInfo(size=size, etag=answer.get("ETag"))
+            arrived.first, arrived.length = start, wanted
+        before = len(arrived.pieces)
+        stall = self.health.stall_limit(self.limits)
+        async with answer["Body"] as body:
+            while data := await next_bytes(
+                body.read(_READ_SIZE), stall, lambda: f"bytes={span}, {arrived.count()} in"
+            ):
+                arrived.pieces.append(data)
+        sent = sum(map(len, arrived.pieces[before:]))
+        if sent != wanted:
+            if sent > wanted:
+                arrived.forget()
+            raise ShortReadError(f"{self.url}: asked for bytes={span} of {size}, S3 sent {sent}")
+        return b"".join(arrived.pieces), arrived.info
 
     async def _get_range(
         self,
         client: Any,
-        assembly: _Assembly,
+        assembly: Assembly,
         index: int,
         deliver: Callable[[list], None],
         received: list[int],
@@ -599,7 +580,7 @@ class RangeStore:
         arguments = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={first}-{last}"}
         if self.expected is not None and self.expected.etag:
             arguments["IfMatch"] = self.expected.etag
-        answer = await client.get_object(**arguments)
+        answer = await self._answer(client.get_object(**arguments), f"GET bytes {first}-{last}")
         # Checked before any byte is used: a server that ignored the range (or sent another)
         # would otherwise have its first bytes taken for ours.
         sent = answer.get("ContentLength")
@@ -612,10 +593,15 @@ class RangeStore:
             )
         ready: list[tuple[int, Any]] = []
         held = 0
+        stall = self.health.stall_limit(self.limits)
+
+        def progress() -> str:
+            return f"{assembly.filled[index] - start} of {length - start} bytes from {first} in"
+
         try:
             async with answer["Body"] as body:
                 while (missing := length - assembly.filled[index]) > 0:
-                    data = await body.read(min(_READ_SIZE, missing))
+                    data = await next_bytes(body.read(min(_READ_SIZE, missing)), stall, progress)
                     if not data:
                         break
                     received[0] += len(data)
@@ -636,30 +622,29 @@ class RangeStore:
 
     async def _with_retries(
         self,
-        call: Any,
+        call: Callable[[], Awaitable[T]],
         *,
         what: str,
         attempts: list[int] | None = None,
         index: int = 0,
-    ) -> Any:
-        for attempt in range(self.retries + 1):
-            if attempts is not None:
-                attempts[index] += 1
-            try:
-                return await call()
-            except Exception as error:  # sorted into final and transient by _translate
-                final = self._translate(error, what)
-                if final is not None or attempt == self.retries:
-                    raise (final or OSError(f"{what} of {self.url} failed: {error}")) from error
-            delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-        raise AssertionError("unreachable")
+    ) -> T:
+        return await with_retries(
+            call,
+            what=f"{what} of {self.url}",
+            retries=self.retries,
+            limits=self.limits,
+            translate=lambda error: self._translate(error, what),
+            attempts=attempts,
+            index=index,
+        )
 
     def _translate(self, error: Exception, what: str) -> Exception | None:
         """The error to raise at once, or None when ``error`` is worth another attempt."""
-        from botocore.exceptions import ClientError
-
-        if isinstance(error, ClientError):
+        if isinstance(error, EndpointUnreachableError):
+            return error
+        # botocore's ClientError or the plain-HTTP client's S3ErrorResponse: S3 answered.
+        if isinstance(getattr(error, "response", None), dict) and "Error" in error.response:
+            self.health.saw_answer()
             answer = error.response.get("Error", {})
             code = str(answer.get("Code", ""))
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -668,7 +653,7 @@ class RangeStore:
                     self.on_changed()
                 return ObjectChangedError(self._changed_message())
             if code == "InvalidRange" or status == 416:
-                return _RangeNotSatisfiable(f"{what} of {self.url}: range not satisfiable")
+                return RangeNotSatisfiable(f"{what} of {self.url}: range not satisfiable")
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 return FileNotFoundError(f"{self.url} does not exist ({what})")
             if code in ("AccessDenied", "403", "Forbidden") or status == 403:
@@ -679,6 +664,12 @@ class RangeStore:
             if code in _TRANSIENT_CODES or (status is not None and status >= 500):
                 return None
             return OSError(f"{what} of {self.url} failed: {code} {answer.get('Message', '')}")
+        if _no_answer(error) and not self.health.answered:
+            # Retrying an endpoint that never answered only delays the news by minutes.
+            self.health.saw_no_answer()
+            return EndpointUnreachableError(
+                unreachable_message(self.endpoint, f"{what}: {error}", self.url)
+            )
         if isinstance(error, ShortReadError | asyncio.TimeoutError | ConnectionError | OSError):
             return None
         # aiohttp/botocore transport failures (resets, payload errors, endpoint timeouts).
@@ -686,6 +677,44 @@ class RangeStore:
         if module.startswith(("aiohttp", "botocore", "aiobotocore")):
             return None
         return error
+
+
+@dataclass
+class _Arrived:
+    """One end of an object as far as it has arrived: the version it is of, the offset of its
+    first byte, its length and the pieces so far."""
+
+    info: ObjectInfo | None = None
+    first: int = 0
+    length: int = 0
+    pieces: list[bytes] = field(default_factory=list)
+
+    def count(self) -> int:
+        return sum(map(len, self.pieces))
+
+    def rest(self) -> str | None:
+        """``a-b`` of the bytes still missing, or None when there is nothing to go on with."""
+        count = self.count()
+        if self.info is None or not 0 < count < self.length:
+            return None
+        return f"{self.first + count}-{self.first + self.length - 1}"
+
+    def forget(self) -> None:
+        self.info, self.pieces = None, []
+
+
+def _no_answer(error: Exception) -> bool:
+    """Whether ``error`` means the endpoint gave no answer at all (no connection, silence)."""
+    if isinstance(error, FirstByteTimeoutError | ConnectionRefusedError):
+        return True
+    # Looked up, not imported: only the client in use has been imported.
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is not None and isinstance(error, botocore.ConnectionError):
+        return True
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(
+        error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
+    )
 
 
 def _rebuild_store(

@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +160,28 @@ class LocalS3:
                 config=Config(max_pool_connections=32),
             )
         return self._client
+
+    @contextmanager
+    def faults(
+        self, *, stall: float = 0.0, silent: float = 0.0, seed: int = 0
+    ) -> Iterator[Callable[[], dict[str, int]]]:
+        """Within the block, a share ``stall`` of GET answers stops halfway and a share
+        ``silent`` of GET and HEAD answers never starts, connections kept open (see
+        :mod:`s3ecephys.testing.faults`); yields a function that returns how many requests were
+        ``stalled``, ``silenced`` and ``passed``. Held answers are let go when the block ends."""
+        self._control_faults({"stall": stall, "silent": silent, "seed": seed})
+        try:
+            yield lambda: self._control_faults(None)
+        finally:
+            self._control_faults({})
+
+    def _control_faults(self, settings: dict[str, Any] | None) -> dict[str, int]:
+        from s3ecephys.testing.faults import CONTROL_PATH
+
+        data = None if settings is None else json.dumps(settings).encode()
+        request = urllib.request.Request(self.endpoint_url + CONTROL_PATH, data=data)
+        with urllib.request.urlopen(request, timeout=_STOP_TIMEOUT) as answer:
+            return json.loads(answer.read())
 
     def url(self, key_or_prefix: str = "") -> str:
         """``s3://allen-brain-observatory/<key_or_prefix>``."""

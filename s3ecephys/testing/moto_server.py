@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         _announce({"error": f"cannot listen on 127.0.0.1:{args.port}: {error.strerror}"})
         return 1
     port = listener.getsockname()[1]
-    app = RangeReads(DomainDispatcherApplication(create_backend_app))
+    from s3ecephys.testing.faults import FaultInjection
+
+    # Outermost, so that a stalled answer is cut whichever layer produced it.
+    app = FaultInjection(RangeReads(DomainDispatcherApplication(create_backend_app)))
     server = make_server(
         "127.0.0.1",
         port,
