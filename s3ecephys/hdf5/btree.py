@@ -14,11 +14,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from s3ecephys.hdf5.superblock import SIGNATURE
+
 TREE = b"TREE"
 SNOD = b"SNOD"
 HEAP = b"HEAP"
 GROUP_NODE, CHUNK_NODE = 0, 1
-_SUPERBLOCK_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Ranks tried when a chunk node's rank is unknown (HDF5 allows 32; real files use few).
 _MAX_RANK = 8
 
@@ -59,7 +60,7 @@ class TreeNode:
 
 def parse_superblock(head: bytes) -> Sizes:
     """Address and length widths from the start of the file (defaults if not found there)."""
-    if head[:8] != _SUPERBLOCK_SIGNATURE or len(head) < 16:
+    if head[:8] != SIGNATURE or len(head) < 16:
         return Sizes()
     version = head[8]
     if version in (0, 1):

@@ -33,6 +33,8 @@ def describe_dtype(dtype: np.dtype) -> Description:
         return {"kind": "reference", "region": reference is h5py.RegionReference}
     base = h5py.check_vlen_dtype(dtype)
     if base is not None:
+        if base in (h5py.Reference, h5py.RegionReference):  # a class, not a dtype
+            return {"kind": "vlen", "base": describe_dtype(h5py.ref_dtype)}
         return {"kind": "vlen", "base": describe_dtype(np.dtype(base))}
     enum = h5py.check_enum_dtype(dtype)
     if enum is not None:
@@ -64,9 +66,9 @@ def dtype_from_description(description: Description) -> np.dtype:
         vlen = str if description["encoding"] == "utf-8" else bytes
         return np.dtype("O", metadata={"vlen": vlen})
     if kind == "fixed_string":
-        if description["encoding"] == "utf-8":
-            return np.dtype(f"S{description['length']}", metadata={"h5py_encoding": "utf-8"})
-        return np.dtype(f"S{description['length']}")
+        # As h5py >= 3.10 gives them: the encoding in the metadata, ASCII ones too.
+        encoding = description["encoding"]
+        return np.dtype(f"S{description['length']}", metadata={"h5py_encoding": encoding})
     if kind == "reference":
         # h5py's ref_dtype metadata, naming the class values have here.
         return np.dtype("O", metadata={"ref": Reference})

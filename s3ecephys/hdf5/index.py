@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -23,7 +24,7 @@ from s3ecephys.hdf5.dtypes import Description, dtype_from_description
 from s3ecephys.hdf5.values import Encoded, decode_array, decode_value
 
 # Bumped whenever the JSON form changes, so that older cached indexes are rebuilt.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # Well-known filter ids (H5Zpublic.h and the registered-filter list).
 DEFLATE, SHUFFLE, FLETCHER32, SZIP, NBIT, SCALEOFFSET = 1, 2, 3, 4, 5, 6
@@ -33,6 +34,14 @@ _MAX_LINK_DEPTH = 64
 
 class ExternalLinkError(KeyError):
     """A path crosses an external link, which points into another file."""
+
+
+class NamedDatatypeError(KeyError):
+    """A path names a committed (named) datatype, which is listed but not opened here."""
+
+
+class _LinkCycleError(KeyError):
+    """Soft links that lead to one another without end."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,8 @@ class FilterInfo:
 @dataclass(frozen=True)
 class LinkInfo:
     """A named link in a group: ``hard`` (to the object at canonical path ``target``), ``soft``
-    (``target`` as written, absolute or relative to the group) or ``external`` (``file``,
-    ``target``)."""
+    (``target`` as written, absolute or relative to the group), ``external`` (``file``,
+    ``target``) or ``datatype`` (a named datatype, at ``target``: listed, not opened)."""
 
     kind: str
     target: str
@@ -163,7 +172,8 @@ class DatasetIndex:
     data is first read (see :mod:`s3ecephys.hdf5.chunk_tables`); ``storage_size`` is then 0.
     ``inline`` holds the values themselves when they were read at index time (small or
     non-numeric datasets).
-    ``unreadable`` says why the bytes cannot be decoded here, when they cannot and are not inline.
+    ``unreadable`` says why the bytes cannot be decoded here, when they cannot and are not inline;
+    ``hdf5_library_only`` marks values only h5py can decode (types HDF5 converts), read through it.
     """
 
     path: str
@@ -181,6 +191,7 @@ class DatasetIndex:
     fill_value: Encoded | None = None
     inline: Encoded | None = None
     unreadable: str | None = None
+    hdf5_library_only: bool = False
 
     @cached_property
     def dtype(self) -> np.dtype:
@@ -222,6 +233,7 @@ class DatasetIndex:
             "fill_value": self.fill_value,
             "inline": self.inline,
             "unreadable": self.unreadable,
+            "hdf5_library_only": self.hdf5_library_only,
         }
         return data
 
@@ -248,6 +260,7 @@ class DatasetIndex:
             fill_value=data["fill_value"],
             inline=data["inline"],
             unreadable=data["unreadable"],
+            hdf5_library_only=data["hdf5_library_only"],
         )
 
 
@@ -308,7 +321,9 @@ class FileIndex:
 
     def _resolve(self, path: str, base: str, depth: int) -> str:
         if depth > _MAX_LINK_DEPTH:
-            raise KeyError(f"{path!r}: too many levels of soft links")
+            raise _LinkCycleError(
+                f"{path!r}: more than {_MAX_LINK_DEPTH} levels of soft links (a soft link cycle)"
+            )
         current = "/" if path.startswith("/") else base
         for name in path.split("/"):
             if name in ("", "."):
@@ -324,10 +339,17 @@ class FileIndex:
             elif link.kind == "soft":
                 try:
                     current = self._resolve(link.target, current, depth + 1)
+                except (_LinkCycleError, ExternalLinkError, NamedDatatypeError):
+                    raise
                 except KeyError as error:
                     raise KeyError(
                         f"{path!r}: soft link {name!r} to {link.target!r} is dangling"
                     ) from error
+            elif link.kind == "datatype":
+                raise NamedDatatypeError(
+                    f"{path!r}: {name!r} is a named datatype; s3ecephys lists it but does not "
+                    "open it (the datasets of that type read as usual)"
+                )
             else:
                 raise ExternalLinkError(
                     f"{path!r}: {name!r} is an external link to {link.target!r} in file "
@@ -379,5 +401,14 @@ class FileIndex:
         """An index from :meth:`dumps` output; ``ValueError`` when it is not one."""
         try:
             return cls.from_json(json.loads(gzip.decompress(data)))
-        except (OSError, EOFError, KeyError, TypeError, json.JSONDecodeError) as error:
+        except (
+            OSError,
+            EOFError,
+            zlib.error,  # a damaged byte inside the compressed stream
+            KeyError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            json.JSONDecodeError,
+        ) as error:
             raise ValueError(f"not a file index: {error}") from error

@@ -6,7 +6,12 @@ gets a new name, so a stale index is never used, only left behind. Beside an ind
 same name and a hash of a dataset's path, is kept what is read later and needed again: chunk
 tables left out of the index (``chunk-tables/``) and arrays read whole again and again
 (``values/``). Writes go to a temporary file renamed into place, so readers never see half an
-index; an unreadable file is treated as absent.
+index.
+
+The cache only ever saves work, never causes a failure: a file that does not read back (cut
+short, garbage: gzip's and numpy's own checks catch it; an index from another s3ecephys format
+version) is discarded with a warning and rebuilt from the file; a cache folder that cannot be
+written (read-only, full disk) costs one warning, and the session goes on without caching.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from s3ecephys.storage.ranges import ObjectInfo, RangeStore
 
 _log = logging.getLogger(__name__)
 _TABLE_COLUMNS = ("grid", "offsets", "sizes", "filter_masks")
+# Cache folders found unwritable in this process (warned about once).
+_UNWRITABLE: set[Path] = set()
 
 
 class IndexCache:
@@ -38,6 +45,30 @@ class IndexCache:
     def __init__(self, directory: str | os.PathLike[str] | None = None):
         root = Path(directory).expanduser() if directory is not None else default_cache_dir()
         self.directory = root / "hdf5-index"
+        # False once a write failed (read-only folder, full disk): no more attempts, no more
+        # warnings; what is cached already is still read.
+        self.writable = True
+
+    def _write(self, path: Path, write: Callable[[BinaryIO], object]) -> bool:
+        """Write ``path`` atomically; the first failure turns writing off, with a warning."""
+        if not self.writable:
+            return False
+        try:
+            _write_atomically(path, write)
+        except OSError as error:
+            self.writable = False
+            # Once per folder and process: a session opening many files says it once.
+            level = logging.DEBUG if self.directory in _UNWRITABLE else logging.WARNING
+            _UNWRITABLE.add(self.directory)
+            _log.log(
+                level,
+                "cannot write the s3ecephys index cache in %s (%s); continuing without caching "
+                "(set cache_dir= or S3ECEPHYS_CACHE_DIR to a writable folder to keep indexes)",
+                self.directory,
+                error,
+            )
+            return False
+        return True
 
     def path_for(self, store: RangeStore, info: ObjectInfo) -> Path:
         """The cache file for this version of the object behind ``store``."""
@@ -49,21 +80,25 @@ class IndexCache:
     def remember(self, store: RangeStore, info: ObjectInfo) -> None:
         """Note ``info`` as the version of ``store``'s object last indexed."""
         text = json.dumps(dataclasses.asdict(info)).encode()
-        _write_atomically(self._latest_path(store), lambda handle: handle.write(text))
+        self._write(self._latest_path(store), lambda handle: handle.write(text))
 
     def recall(self, store: RangeStore) -> ObjectInfo | None:
         """The version of ``store``'s object last indexed here, or None."""
+        path = self._latest_path(store)
         try:
-            return ObjectInfo(**json.loads(self._latest_path(store).read_text()))
+            return ObjectInfo(**json.loads(path.read_text()))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as error:
-            _log.warning("ignoring unreadable index cache entry for %s: %s", store.url, error)
+            _discard(path, error)
             return None
 
     def forget(self, store: RangeStore) -> None:
         """Drop the remembered version (the object was replaced): the next open looks again."""
-        self._latest_path(store).unlink(missing_ok=True)
+        try:
+            self._latest_path(store).unlink(missing_ok=True)
+        except OSError as error:  # a read-only cache: the next open checks the version anyway
+            _log.debug("could not forget %s: %s", store.url, error)
 
     def _beside_path(self, store: RangeStore, info: ObjectInfo, name: str, kind: str) -> Path:
         """Where something kept beside the index about dataset ``name`` goes."""
@@ -79,15 +114,15 @@ class IndexCache:
             return np.load(path, allow_pickle=False)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as error:
-            _log.warning("ignoring unreadable cached values %s: %s", path, error)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            _discard(path, error)
             return None
 
     def save_values(
         self, store: RangeStore, info: ObjectInfo, name: str, values: np.ndarray
     ) -> None:
         """Keep the values of dataset ``name`` beside the index (atomically; best effort)."""
-        _write_atomically(
+        self._write(
             self._beside_path(store, info, name, "values"),
             lambda handle: np.save(handle, values, allow_pickle=False),
         )
@@ -106,7 +141,7 @@ class IndexCache:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-            _log.warning("ignoring unreadable cached chunk table %s: %s", path, error)
+            _discard(path, error)
             return None
         return table
 
@@ -115,7 +150,7 @@ class IndexCache:
     ) -> None:
         """Keep the chunk table of dataset ``name`` beside the index (atomically; best effort)."""
         columns = {column: getattr(table, column) for column in _TABLE_COLUMNS}
-        _write_atomically(
+        self._write(
             self._beside_path(store, info, name, "chunks"),
             lambda handle: np.savez(handle, allow_pickle=False, **columns),
         )
@@ -127,8 +162,8 @@ class IndexCache:
             index = FileIndex.loads(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as error:
-            _log.warning("ignoring unreadable index cache file %s: %s", path, error)
+        except (OSError, ValueError) as error:  # damaged, or another format version
+            _discard(path, error)
             return None
         same = (index.url, index.size, index.etag, index.mtime_ns) == (
             store.url,
@@ -142,7 +177,7 @@ class IndexCache:
         """Save ``index`` atomically; a cache that cannot be written only costs a warning."""
         path = self.path_for(store, info)
         data = index.dumps()
-        return path if _write_atomically(path, lambda handle: handle.write(data)) else None
+        return path if self._write(path, lambda handle: handle.write(data)) else None
 
 
 def _key(store: RangeStore, *version: str) -> str:
@@ -153,20 +188,24 @@ def _key(store: RangeStore, *version: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> bool:
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` through a temporary file renamed into place, so readers never see half of
-    it; a cache that cannot be written only costs a warning (returns False)."""
+    it (a failed write leaves no temporary file behind)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                write(handle)
-            os.replace(scratch, path)
-        except BaseException:
-            Path(scratch).unlink(missing_ok=True)
-            raise
-    except OSError as error:
-        _log.warning("could not write %s to the index cache: %s", path, error)
-        return False
-    return True
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+
+
+def _discard(path: Path, error: Exception) -> None:
+    """Drop a cache file that does not read back (it is rebuilt), with a warning."""
+    _log.warning("discarding damaged s3ecephys cache file %s (%s); rebuilding it", path, error)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as unlink_error:  # a read-only cache: it is ignored all the same
+        _log.debug("could not remove %s: %s", path, unlink_error)

@@ -96,7 +96,7 @@ def build_index(
     handle = handle if handle is not None else open_metadata(store)
     before = handle.stats_before
     info = store.info()  # known since the handle opened: no request
-    with handle, h5py.File(handle, "r") as h5file:
+    with handle, _open_h5py(handle, store.url) as h5file:
         objects = _Walk(h5file, handle, inline_limit).run()
     cost = store.stats - before
     return FileIndex(
@@ -108,6 +108,19 @@ def build_index(
         build_requests=cost.requests,
         build_bytes=cost.bytes,
     )
+
+
+class NotHDF5Error(OSError):
+    """The object is not an HDF5 file h5py can open (another format, cut short, damaged)."""
+
+
+def _open_h5py(handle: MetadataFile, url: str) -> h5py.File:
+    try:
+        return h5py.File(handle, "r")
+    except OSError as error:  # h5py's message does not say which file
+        raise NotHDF5Error(
+            f"{url} ({handle.size} bytes) cannot be opened as an HDF5 file: {error}"
+        ) from error
 
 
 class _Walk:
@@ -153,8 +166,9 @@ class _Walk:
                     queue.append((child_path, child))
                 elif isinstance(child, h5py.Dataset):
                     self.objects[child_path] = self.dataset(child_path, child, identity)
-                else:
-                    continue  # a named datatype: nothing to read
+                else:  # a named datatype: listed, nothing to read
+                    entry.links[name] = LinkInfo("datatype", child_path)
+                    continue
                 seen[identity] = child_path
                 entry.links[name] = LinkInfo("hard", child_path)
         self.read_chunk_trees()
@@ -206,19 +220,23 @@ class _Walk:
             # else: left to be read when its data is first read.
         if dataset.shape is None:
             return entry
+        entry.unreadable = _refusal(plist, layout)
+        if entry.unreadable is not None:
+            return entry
         if inline:
             self.to_inline.append((entry, dataset, raw))
-        elif not raw:
-            entry.unreadable = (
-                f"{layout} {dataset.dtype} data of {count} elements is only readable through "
-                "h5py; download the file to read it"
-            )
+        elif not raw:  # too large to keep in the index: read through h5py when asked for
+            entry.hdf5_library_only = True
         return entry
 
     def chunk_tree(self, header: int, dataset: h5py.Dataset) -> ChunkTree | None:
         """Where the chunk B-tree of ``dataset`` (its object header at ``header``, just read by
         h5py) starts, when it is a version-1 B-tree whose layout message agrees with h5py on the
         chunk shape and element size (else None: h5py lists the chunks)."""
+        if self.file.userblock_size:
+            # Addresses inside the file count from its superblock, after the user block: the
+            # header and tree parsers take them as file offsets, so h5py lists these chunks.
+            return None
         size, sizes = self.handle.size, self.handle.sizes
         hints = parse_object_header(self.handle.peek(header, _HEADER_BYTES), size, sizes)
         for address, length, version in hints.continuations:
@@ -352,11 +370,10 @@ class _Walk:
         encoded = {}
         for name in item.attrs:
             try:
-                value = item.attrs[name]
-            except Exception as error:  # an attribute type h5py cannot read: note, go on
+                encoded[name] = self.attribute(item.attrs[name])
+            except Exception as error:  # a type h5py cannot read, or this index cannot hold:
+                # noted in its place, and the file still opens
                 encoded[name] = encode_value(f"<unreadable attribute: {error}>")
-                continue
-            encoded[name] = self.attribute(value)
         return encoded
 
     def attribute(self, value: Any) -> Encoded:
@@ -384,9 +401,15 @@ class _Walk:
         """``values`` with h5py references replaced by :class:`Reference` (paths)."""
         kind = description["kind"]
         if kind == "reference":
-            plain = np.empty(values.shape, dtype=object)
+            plain = np.empty(values.shape, dtype=dtype_from_description(description))
             for position, item in np.ndenumerate(values):
                 plain[position] = self.reference(item)
+            return plain
+        if kind == "vlen" and _has_references(description["base"]):
+            # Ragged arrays of references (netCDF-4's DIMENSION_LIST attributes).
+            plain = np.empty(values.shape, dtype=object)
+            for position, item in np.ndenumerate(values):
+                plain[position] = self.plain(np.asarray(item), description["base"])
             return plain
         if kind == "compound" and _has_references(description):
             plain = np.empty(values.shape, dtype=dtype_from_description(description))
@@ -402,6 +425,27 @@ class _Walk:
             return Reference(self.file[reference].name)
         except (KeyError, ValueError, TypeError):
             return Reference(None)
+
+
+def _refusal(plist: h5py.h5p.PropDCID, layout: str) -> str | None:
+    """Why a dataset's values are not read at all, or None: they lie outside the file, where
+    h5py over the file's bytes would silently read fill values or whatever lies in the current
+    folder under the same name."""
+    if layout == "external":
+        count = plist.get_external_count()
+        names = sorted({plist.get_external(i)[0].decode() for i in range(count)})
+        return (
+            f"its values are stored in external raw files {names}, outside the HDF5 file; "
+            "s3ecephys reads only what is inside the file (external storage is not supported)"
+        )
+    if layout == "virtual":
+        names = {plist.get_virtual_filename(i) for i in range(plist.get_virtual_count())}
+        if names != {"."}:
+            return (
+                f"a virtual dataset mapping data from other files {sorted(names - {'.'})}; "
+                "s3ecephys does not follow virtual datasets into other files: open them instead"
+            )
+    return None
 
 
 def _filter_info(raw: tuple[Any, ...]) -> FilterInfo:
@@ -442,11 +486,16 @@ def _chunk_table(dataset: h5py.Dataset) -> ChunkTable:
 
 
 def _fill_value(dataset: h5py.Dataset) -> Encoded | None:
+    if dataset.id.get_create_plist().get_fill_time() == h5py.h5d.FILL_TIME_NEVER:
+        # HDF5 leaves never-written elements untouched, and h5py reads into zeros.
+        return None
     try:
         value = dataset.fillvalue
     except Exception:  # no fill value defined for this type: zeros, as HDF5 gives
         return None
-    return encode_value(np.asarray(value, dtype=dataset.dtype))
+    # An array element type's fill value is one element: an array of the element's shape.
+    dtype = dataset.dtype
+    return encode_value(np.asarray(value, dtype=dtype.base).reshape(dtype.shape))
 
 
 def _matches_file_type(dsid: h5py.h5d.DatasetID, dtype: np.dtype) -> bool:
@@ -463,6 +512,9 @@ def _matches_file_type(dsid: h5py.h5d.DatasetID, dtype: np.dtype) -> bool:
         return False
     base = file_type.get_super() if isinstance(file_type, h5py.h5t.TypeEnumID) else file_type
     if not isinstance(base, h5py.h5t.TypeIntegerID) or base.get_size() != dtype.itemsize:
+        return False
+    # Fewer significant bits than bytes (n-bit style types, or a bit offset): HDF5 converts them.
+    if base.get_precision() != 8 * dtype.itemsize or base.get_offset() != 0:
         return False
     big = dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder == "big")
     order = h5py.h5t.ORDER_BE if big else h5py.h5t.ORDER_LE
