@@ -1,25 +1,44 @@
 """How fast W7 could be on this machine if fetching cost nothing: the CPU floor of inflating.
 
-Every reader that returns values must at least inflate every stored gzip chunk. This times zlib
-alone on all chunks of the benchmark's LFP data, read from the local file beforehand (no network,
-no numpy, no reduction), on one core. Divided by the number of cores it is a lower bound on W7's
-wall time for any decoding reader; set beside a results file's ``raw-get`` it gives the best share
-of the raw concurrent-GET throughput such a reader can reach here::
+Every reader that returns values must at least inflate every stored gzip chunk. This times the
+inflaters alone on all chunks of an LFP dataset, read from the local file beforehand (no network,
+no numpy, no reduction): zlib (the standard library), zlib-ng, ISA-L and libdeflate where they are
+installed, and ``s3ecephys`` (the engine's own path, :func:`s3ecephys.hdf5.inflate.inflate`). Per
+inflater: CPU seconds on one core, and the wall time of the same work split over two threads
+(a library that holds the GIL does not get faster). The engine's CPU divided by the number of
+cores is a lower bound on W7's wall time for it; set beside a results file's ``raw-get`` it gives
+the best share of the raw concurrent-GET throughput a decoding reader can reach here::
 
     python -m benchmarks.decode_floor --results benchmarks/results/full-20ms.json
+
+By default the chunks are the benchmark dataset's (written once, minutes); ``--synthetic ROWS``
+times instead a file of ``ROWS`` × 95 channels of the synthetic LFP signal written by h5py with
+the real files' chunk shape (46,989 × 1 float32, gzip 9; ``--chunk-shape`` to change it), which
+takes seconds to write.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.dataset import DEFAULT_CACHE_DIR, prepare_dataset
+
+# One inflater: (stored bytes, inflated size) -> inflated bytes.
+Inflater = Callable[[Any, int], Any]
+
+# The chunk shape h5py chose for the real 95-channel LFP files (shared/ALLEN_LAYOUT.md).
+REAL_CHUNK_SHAPE = (46_989, 1)
+_CHANNELS = 95
 
 
 @dataclass(frozen=True)
@@ -30,8 +49,47 @@ class InflateCost:
     cpu_seconds: float
 
 
-def inflate_cost(path: Path, dataset: str) -> InflateCost:
-    """Single-core CPU time of inflating every stored chunk of ``dataset`` (gzip-filtered)."""
+@dataclass(frozen=True)
+class InflaterTiming:
+    name: str
+    cpu_seconds: float  # one thread, all chunks
+    wall_one_thread: float
+    wall_two_threads: float
+
+    @property
+    def two_thread_speedup(self) -> float:
+        return self.wall_one_thread / self.wall_two_threads
+
+
+def candidates() -> dict[str, Inflater]:
+    """The inflaters installed here, by name (zlib always)."""
+    found: dict[str, Inflater] = {"zlib": lambda body, size: zlib.decompress(body)}
+    try:
+        from zlib_ng import zlib_ng
+
+        found["zlib-ng"] = lambda body, size: zlib_ng.decompress(body)
+    except ImportError:
+        pass
+    try:
+        from isal import isal_zlib
+
+        found["isal"] = lambda body, size: isal_zlib.decompress(body)
+    except ImportError:
+        pass
+    try:
+        import deflate
+
+        found["libdeflate"] = deflate.zlib_decompress
+    except ImportError:
+        pass
+    from s3ecephys.hdf5.inflate import inflate
+
+    found["s3ecephys"] = inflate
+    return found
+
+
+def stored_chunks(path: Path, dataset: str) -> tuple[list[bytes], int]:
+    """The stored bytes of every chunk of ``dataset`` (gzip-filtered), and a chunk's raw size."""
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -39,10 +97,67 @@ def inflate_cost(path: Path, dataset: str) -> InflateCost:
         offsets: list[tuple[int, ...]] = []
         identifier.chunk_iter(lambda chunk: offsets.append(chunk.chunk_offset))
         stored = [identifier.read_direct_chunk(offset)[1] for offset in offsets]
+        chunk = handle[dataset]
+        raw_size = chunk.dtype.itemsize * math.prod(chunk.chunks)
+    return stored, raw_size
+
+
+def inflate_cost(path: Path, dataset: str, inflater: Inflater | None = None) -> InflateCost:
+    """Single-core CPU time of inflating every stored chunk of ``dataset`` (zlib by default)."""
+    stored, raw_size = stored_chunks(path, dataset)
+    inflater = inflater or candidates()["zlib"]
     began = time.process_time()
-    inflated = sum(len(zlib.decompress(body)) for body in stored)
+    inflated = sum(len(inflater(body, raw_size)) for body in stored)
     cpu = time.process_time() - began
     return InflateCost(len(stored), sum(map(len, stored)), inflated, cpu)
+
+
+def time_inflater(
+    name: str, inflater: Inflater, stored: Sequence[bytes], raw_size: int, repeats: int = 3
+) -> InflaterTiming:
+    """Best of ``repeats``: CPU and wall time on one thread, wall time on two threads (each
+    inflating every other chunk). Checks the output against zlib's first."""
+    for body in stored[:: max(1, len(stored) // 50)]:
+        if bytes(inflater(body, raw_size)) != zlib.decompress(body):
+            raise AssertionError(f"{name} inflates differently from zlib")
+
+    def run(part: Sequence[bytes]) -> None:
+        for body in part:
+            inflater(body, raw_size)
+
+    cpu, one, two = [], [], []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for _ in range(repeats):
+            began, began_cpu = time.perf_counter(), time.process_time()
+            run(stored)
+            one.append(time.perf_counter() - began)
+            cpu.append(time.process_time() - began_cpu)
+            began = time.perf_counter()
+            list(pool.map(run, [stored[0::2], stored[1::2]]))
+            two.append(time.perf_counter() - began)
+    return InflaterTiming(name, min(cpu), min(one), min(two))
+
+
+def synthetic_file(cache_dir: Path, rows: int, chunk_shape: tuple[int, int]) -> Path:
+    """``rows`` × 95 channels of the synthetic LFP signal, gzip 9 in chunks of ``chunk_shape``,
+    written by h5py (once: reused afterwards)."""
+    import h5py
+    import numpy as np
+
+    from s3ecephys.synthetic.signals import lfp_volts
+
+    path = Path(cache_dir) / f"decode-floor-{rows}x{_CHANNELS}-{chunk_shape[0]}x{chunk_shape[1]}.h5"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = lfp_volts(np.random.default_rng(0), rows, _CHANNELS, 1250.0)
+    partial = path.with_suffix(".part")
+    with h5py.File(partial, "w") as handle:
+        handle.create_dataset(
+            "data", data=values, chunks=chunk_shape, compression="gzip", compression_opts=9
+        )
+    partial.rename(path)
+    return path
 
 
 def raw_get_seconds(results: Path) -> float:
@@ -58,16 +173,44 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.decode_floor", description=__doc__)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--results", type=Path, help="a results .json with a raw-get W7 run")
-    arguments = parser.parse_args(argv)
-    files = prepare_dataset(arguments.cache_dir, quick=False)
-    cost = inflate_cost(files.local(files.lfp_file), files.lfp_data)
-    cores = os.cpu_count() or 1
-    floor = cost.cpu_seconds / cores
-    print(
-        f"{cost.chunks:,} chunks, {cost.stored_bytes / 1e6:.0f} MB stored, "
-        f"{cost.inflated_bytes / 1e6:.0f} MB inflated: zlib alone {cost.cpu_seconds:.2f} s CPU "
-        f"on one core, >= {floor:.2f} s wall on {cores} cores"
+    parser.add_argument(
+        "--synthetic", type=int, metavar="ROWS", help="time a synthetic file of ROWS x 95 instead"
     )
+    parser.add_argument(
+        "--chunk-shape", default=",".join(map(str, REAL_CHUNK_SHAPE)), help="with --synthetic"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="best of N timings")
+    arguments = parser.parse_args(argv)
+    if arguments.synthetic:
+        rows, columns = (int(n) for n in arguments.chunk_shape.split(","))
+        path = synthetic_file(arguments.cache_dir, arguments.synthetic, (rows, columns))
+        dataset = "data"
+    else:
+        files = prepare_dataset(arguments.cache_dir, quick=False)
+        path, dataset = files.local(files.lfp_file), files.lfp_data
+    stored, raw_size = stored_chunks(path, dataset)
+    stored_mb = sum(map(len, stored)) / 1e6
+    print(
+        f"{path.name}: {len(stored):,} chunks of {raw_size / 1024:.0f} KiB raw, "
+        f"{stored_mb:.0f} MB stored, {len(stored) * raw_size / 1e6:.0f} MB inflated"
+    )
+    cores = os.cpu_count() or 1
+    timings = [
+        time_inflater(name, inflater, stored, raw_size, arguments.repeats)
+        for name, inflater in candidates().items()
+    ]
+    base = timings[0].cpu_seconds
+    print("| inflater | CPU s, 1 thread | vs zlib | MB/s inflated | 2 threads ÷ 1 thread, wall |")
+    print("|---|---|---|---|---|")
+    for timing in timings:
+        rate = len(stored) * raw_size / 1e6 / timing.cpu_seconds
+        print(
+            f"| {timing.name} | {timing.cpu_seconds:.3f} | {base / timing.cpu_seconds:.2f}x | "
+            f"{rate:,.0f} | {timing.two_thread_speedup:.2f}x |"
+        )
+    engine = timings[-1].cpu_seconds
+    floor = engine / cores
+    print(f"s3ecephys' inflater: >= {floor:.2f} s wall for these chunks on {cores} cores")
     if arguments.results:
         raw = raw_get_seconds(arguments.results)
         print(

@@ -52,6 +52,10 @@ def test_block_shape_grows_trailing_axes_first_then_the_first():
     assert block_shape((100,), (7,), 8, 80) == (7,)  # never below one chunk
     assert block_shape((10, 10), (1, 1), 1, 10**6) == (10, 10)
     assert block_shape((1000, 50), (1, 1), 8, 4000) == (10, 50)
+    # One chunk row of all 95 channels is 17.9 MB: one block at 16 MiB, not 89 + 6 channels.
+    assert block_shape((12_000_000, 95), (46_989, 1), 4, 16 * 2**20) == (46_989, 95)
+    # Far too wide for the target: equal parts (5 x 77 channels), no thin remainder.
+    assert block_shape((12_000_000, 384), (46_989, 1), 4, 16 * 2**20) == (46_989, 77)
 
 
 def test_the_dask_array_equals_h5py(lfp, lfp_path):

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from s3ecephys.hdf5 import File, Reference, UnsupportedFilterError, open_hdf5
 from s3ecephys.hdf5.codecs import ChecksumError
 from s3ecephys.hdf5.indexer import build_index
+from s3ecephys.hdf5.through_h5py import reads_through_h5py
 from s3ecephys.storage.ranges import RangeStore
 
 
@@ -239,14 +240,14 @@ def test_several_reads_asked_together_are_one_fetch(sample):
     rows = [np.s_[0:5], np.s_[300:302], np.s_[990:]]
     f["gzip9"].plan()  # its chunk table, read on first use
     f.store.stats.reset()
-    values = f["gzip9"].read_slices(rows)
+    values = f["gzip9"].read_many(rows)
     assert f.store.stats.round_trips == 1
     for row, value in zip(rows, values, strict=True):
         same(value, theirs["gzip9"][row])
     names = ["contiguous", "big_endian", "sparse", "compact"]
     f.load_chunk_tables(names)
     f.store.stats.reset()
-    columns = f["contiguous"].read_many([f[name] for name in names])
+    columns = f.read_many(names)
     assert f.store.stats.round_trips == 1
     for name, column in zip(names, columns, strict=True):
         same(column, theirs[name][()])
@@ -261,16 +262,32 @@ def test_unwritten_chunks_read_as_the_fill_value_without_fetching_them(sample):
     assert f.store.stats.requests == 0
 
 
-def test_an_unsupported_filter_is_named_when_that_dataset_is_read(tmp_path):
+def test_a_filter_only_h5py_has_is_read_through_h5py(tmp_path):
+    path = tmp_path / "lzf.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("lzf", data=np.arange(100_000), chunks=(10_000,), compression="lzf")
+    f = open_hdf5(path, cache_dir=tmp_path / "cache")
+    assert f["lzf"].compression == "lzf"
+    assert reads_through_h5py(f["lzf"].index)
+    same(f["lzf"][5:99_000:7], h5py.File(path)["lzf"][5:99_000:7])
+    same(f["lzf"][[3, 1, 3]], np.array([3, 1, 3]))
+    assert np.array_equal(f["lzf"].to_dask()[10:20].compute(), np.arange(10, 20))
+
+
+def test_a_filter_neither_reader_has_is_named_when_that_dataset_is_read(tmp_path, monkeypatch):
     path = tmp_path / "lzf.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("lzf", data=np.arange(100_000), chunks=(10_000,), compression="lzf")
         f.create_dataset("fine", data=np.arange(10))
+    real = h5py.h5z.filter_avail
+    monkeypatch.setattr(h5py.h5z, "filter_avail", lambda code: code != 32000 and real(code))
     f = open_hdf5(path, cache_dir=tmp_path / "cache")  # opening works
     assert f["fine"][3] == 3
     assert f["lzf"].compression == "lzf"
     with pytest.raises(UnsupportedFilterError, match="'lzf'"):
         f["lzf"][:10]
+    with pytest.raises(UnsupportedFilterError, match="'lzf'"):
+        f["lzf"].to_dask()
 
 
 def test_a_corrupt_chunk_fails_its_checksum(tmp_path):

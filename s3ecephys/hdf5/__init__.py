@@ -16,8 +16,10 @@ from s3ecephys.hdf5.index import (
     FilterInfo,
     GroupIndex,
     LinkInfo,
+    NamedDatatypeError,
 )
 from s3ecephys.hdf5.index_cache import IndexCache, default_cache_dir
+from s3ecephys.hdf5.inflate import InflateError
 from s3ecephys.hdf5.planner import Piece, ReadPlan
 from s3ecephys.hdf5.reader import UnreadableDatasetError
 from s3ecephys.hdf5.reference import Reference
@@ -35,7 +37,9 @@ __all__ = [
     "Group",
     "GroupIndex",
     "IndexCache",
+    "InflateError",
     "LinkInfo",
+    "NamedDatatypeError",
     "Piece",
     "ReadPlan",
     "Reference",

@@ -1,11 +1,12 @@
 """Lazy datasets: h5py-like metadata for free, numpy reads of only the chunks touched, dask arrays.
 
 A :class:`Dataset` answers ``shape``, ``dtype``, ``chunks``, ``attrs`` … from the file index, and
-``ds[selection]`` with one concurrent fetch of the chunks the selection touches. ``to_dask``
-builds a graph whose every task is ``getter(BlockSource, index)``: a :class:`BlockSource` is plain
-data (the store's URL, options and pinned version, the rows of the chunk table its block needs,
-filters, dtype, shape), so tasks pickle and run on process workers, and dask fuses a later slice
-of the array into the task, which then reads only the chunks that slice touches.
+``ds[selection]`` with one concurrent fetch of the chunks the selection touches (``read_many``:
+of many selections at once). ``to_dask`` builds a graph whose every task is
+``getter(BlockSource, index)``: a :class:`BlockSource` is plain data (the store's URL, options
+and pinned version, the rows of the chunk table its block needs, filters, dtype, shape), so tasks
+pickle and run on process workers, and dask fuses a later slice of the array into the task, which
+then reads only the chunks that slice touches.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from s3ecephys.hdf5.index import DEFLATE, FLETCHER32, SHUFFLE, DatasetIndex
 from s3ecephys.hdf5.planner import ReadPlan, plan_read
 from s3ecephys.hdf5.reader import UnreadableDatasetError, read_selection, read_selections
 from s3ecephys.hdf5.selection import select
+from s3ecephys.hdf5.through_h5py import reads_through_h5py
 from s3ecephys.storage.ranges import RangeStore
 
 if TYPE_CHECKING:
@@ -150,23 +152,13 @@ class Dataset:
         values = np.asarray(self[()])
         return values if dtype is None else values.astype(dtype)
 
-    def read_slices(self, selections: Sequence[Any]) -> list[Any]:
-        """``[self[s] for s in selections]`` with one concurrent fetch for all of them (the rows
-        of a ragged column, several windows)."""
-        shape = self._shape()
-        self._chunk_tables.ensure([self._index])
-        requests = [(self._index, select(selection, shape)) for selection in selections]
-        return read_selections(self._store, requests)
-
-    def read_many(self, datasets: Sequence[Dataset]) -> list[Any]:
-        """``[d[()] for d in datasets]`` (datasets of this dataset's file) with one concurrent
-        fetch for all of them (the columns of a table)."""
-        for dataset in datasets:
-            if dataset.store is not self._store:
-                raise ValueError(f"{dataset.name} is not in the file of {self.name}")
-        self._chunk_tables.ensure([d.index for d in datasets])
-        requests = [(d.index, select((), d._shape())) for d in datasets]
-        return read_selections(self._store, requests)
+    def read_many(self, selections: Sequence[Any]) -> list[Any]:
+        """``[self[s] for s in selections]``, with the chunks (or runs) of all of them fetched in
+        one concurrent wave: the rows of a ragged column, several windows. Ranges shared by
+        several selections are fetched once; each result is what ``self[s]`` returns, e.g.
+        ``head, channel = ds.read_many([np.s_[:10], np.s_[5000:6000, 3]])``.
+        """
+        return read_together([(self, selection) for selection in selections])
 
     def plan(self, selection: Any = ()) -> ReadPlan:
         """What reading ``selection`` would fetch: ``plan.ranges``, ``plan.bytes_needed`` …
@@ -199,13 +191,19 @@ class Dataset:
         from dask.highlevelgraph import HighLevelGraph
 
         shape, dtype = self._shape(), self.dtype
+        if dtype.shape:  # dask arrays cannot have sub-array elements
+            raise NotImplementedError(
+                f"{self.name} has an array element type ({dtype}), which to_dask does not "
+                "support; read it with dataset[...]"
+            )
         if self._index.inline is not None:
             values = self._index.inline_values()
             return da.from_array(values, chunks=chunks if chunks is not None else "auto")
         # Fail here, not in a worker: the graph could never compute.
         if self._index.unreadable is not None:
             raise UnreadableDatasetError(f"{self.name}: {self._index.unreadable}")
-        check_supported(self._index.filters, self.name)
+        if not reads_through_h5py(self._index):
+            check_supported(self._index.filters, self.name)
         self._chunk_tables.ensure([self._index])
         if chunks is None:
             unit = self.chunks or (1,) * len(shape)
@@ -240,6 +238,39 @@ class Dataset:
         last = (np.array(origin) + np.maximum(np.array(extent), 1) - 1) // np.array(index.chunks)
         inside = np.all((table.grid >= first) & (table.grid <= last), axis=1)
         return replace(index, attrs={}, chunk_table=table.select(np.flatnonzero(inside)))
+
+
+def read_together(items: Sequence[tuple[Dataset, Any]]) -> list[Any]:
+    """``[dataset[selection] for dataset, selection in items]`` for datasets of one file, in one
+    concurrent wave: the chunk tables not read yet in one walk, then every range at once
+    (neighbours coalesced, as for a single read). See :meth:`File.read_many`."""
+    if not items:
+        return []
+    store = items[0][0].store
+    for dataset, _ in items:
+        if dataset.store is not store:
+            raise ValueError(
+                f"{dataset.name} is in another file than {items[0][0].name} "
+                f"({dataset.store.url} and {store.url}): read_many reads one file"
+            )
+    # Datasets of one file share its chunk tables; a Dataset made by hand has its own.
+    tables: dict[int, tuple[LazyChunkTables, list[DatasetIndex]]] = {}
+    for dataset, _ in items:
+        entry = tables.setdefault(id(dataset._chunk_tables), (dataset._chunk_tables, []))
+        entry[1].append(dataset.index)
+    for lazy, entries in tables.values():
+        lazy.ensure(entries)
+    # An empty dataspace has no values (``dataset[...]`` is None, as in h5py): nothing to read.
+    wanted = [
+        (number, dataset.index, select(selection, dataset._shape()))
+        for number, (dataset, selection) in enumerate(items)
+        if dataset.shape is not None
+    ]
+    results: list[Any] = [None] * len(items)
+    values = read_selections(store, [(index, chosen) for _, index, chosen in wanted])
+    for (number, _, _), value in zip(wanted, values, strict=True):
+        results[number] = value
+    return results
 
 
 @dataclass(frozen=True)
@@ -296,13 +327,30 @@ def block_shape(
     shape: tuple[int, ...], unit: tuple[int, ...], itemsize: int, target_bytes: int
 ) -> tuple[int, ...]:
     """Whole ``unit`` s (storage chunks) per block: trailing axes grown first, each to its full
-    length when the block stays under ``target_bytes``, then the first axis."""
+    length when the block stays under ``target_bytes`` (or within a quarter above it), else cut
+    into equal parts under it; then the first axis.
+
+    A trailing axis just too long for the target is taken whole rather than split in two: an
+    Allen LFP chunk row (46,989 samples x 95 channels, 17.9 MB) is one concurrent fetch as one
+    block, where 16 MiB blocks of 89 and 6 channels would make two tasks, two round trips.
+    """
     block = [max(1, min(u, n)) for u, n in zip(unit, shape, strict=True)]
     for axis in [*range(len(shape) - 1, 0, -1), 0][: len(shape)]:
         others = itemsize * int(np.prod(block[:axis] + block[axis + 1 :], dtype=np.int64))
         units = max(1, target_bytes // max(1, others * block[axis]))
-        block[axis] = max(1, min(shape[axis], block[axis] * units))
+        fit = max(1, min(shape[axis], block[axis] * units))
+        if axis and fit < shape[axis]:
+            if others * shape[axis] <= target_bytes * 5 // 4:
+                fit = shape[axis]
+            else:  # equal parts, so that no thin remainder becomes a task of its own
+                part = _ceil_div(shape[axis], _ceil_div(shape[axis], fit))
+                fit = _ceil_div(part, block[axis]) * block[axis]
+        block[axis] = fit
     return tuple(block)
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
 
 
 def landing_order(chunks: tuple[int, ...] | None, shape: tuple[int, ...]) -> str:

@@ -2,7 +2,8 @@
 
 These three are what h5py writes without plugins and what the Allen files use (gzip level 9). Any
 other filter raises :class:`UnsupportedFilterError` naming it, when a dataset that needs it is read
-(never when a file is opened: the rest of the file stays readable).
+(never when a file is opened: the rest of the file stays readable). Deflate is undone by
+:func:`s3ecephys.hdf5.inflate.inflate` (libdeflate, else zlib).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import cache
 import numcodecs
 
 from s3ecephys.hdf5.index import DEFLATE, FLETCHER32, NBIT, SCALEOFFSET, SHUFFLE, SZIP, FilterInfo
+from s3ecephys.hdf5.inflate import inflate
 
 SUPPORTED_FILTERS = frozenset({DEFLATE, SHUFFLE, FLETCHER32})
 
@@ -62,18 +64,20 @@ def decode_chunk(
     itemsize: int,
     *,
     path: str = "",
-) -> bytes | memoryview:
+    raw_size: int | None = None,
+) -> bytes | bytearray | memoryview:
     """The raw (unfiltered) bytes of one stored chunk.
 
     Filters are undone in reverse pipeline order, skipping those whose bit is set in
     ``filter_mask`` (HDF5 records there which filters it did not apply to this chunk).
+    ``raw_size``, the chunk's unfiltered size when known, lets the inflater work in one pass.
     """
     for number in range(len(filters) - 1, -1, -1):
         if filter_mask & (1 << number):
             continue
         info = filters[number]
         if info.id == DEFLATE:
-            data = _zlib().decode(data)
+            data = inflate(data, _inflated_size(filters, filter_mask, number, raw_size), what=path)
         elif info.id == SHUFFLE:
             data = _unshuffle(data, info.values[0] if info.values else itemsize)
         elif info.id == FLETCHER32:
@@ -86,6 +90,21 @@ def decode_chunk(
     return data
 
 
+def _inflated_size(
+    filters: Sequence[FilterInfo], filter_mask: int, number: int, raw_size: int | None
+) -> int | None:
+    """What the deflate filter at ``number`` inflates to: the raw chunk plus the 4-byte
+    checksum of each fletcher32 applied before it."""
+    if raw_size is None:
+        return None
+    checksums = sum(
+        1
+        for earlier in range(number)
+        if filters[earlier].id == FLETCHER32 and not filter_mask & (1 << earlier)
+    )
+    return raw_size + 4 * checksums
+
+
 def _unshuffle(data: bytes | memoryview, element_size: int) -> bytes | memoryview:
     # HDF5 leaves the bytes after the last whole element unshuffled; numcodecs refuses them.
     whole = len(data) - len(data) % element_size
@@ -95,11 +114,6 @@ def _unshuffle(data: bytes | memoryview, element_size: int) -> bytes | memoryvie
     if whole == len(data):
         return unshuffled
     return bytes(unshuffled) + bytes(memoryview(data)[whole:])
-
-
-@cache
-def _zlib() -> numcodecs.Zlib:
-    return numcodecs.Zlib()
 
 
 @cache

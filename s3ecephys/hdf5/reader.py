@@ -3,12 +3,13 @@
 One :meth:`RangeStore.fetch_each` per call sends all ranges concurrently, so a read costs one
 round trip however many chunks it touches, and so do several reads asked for together (the columns
 of a table, the rows of a ragged column). Each chunk is decoded as soon as its bytes are in, while
-the rest are still arriving; decoding (zlib releases the GIL) and copying into the results run in
-a shared thread pool, and each piece writes a disjoint part of its result.
+the rest are still arriving; decoding (libdeflate and zlib release the GIL) and copying into the
+results run in a shared thread pool, and each piece writes a disjoint part of its result.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -22,6 +23,7 @@ from s3ecephys.hdf5.codecs import check_supported, decode_chunk
 from s3ecephys.hdf5.index import DatasetIndex
 from s3ecephys.hdf5.planner import Piece, plan_read
 from s3ecephys.hdf5.selection import Selection, outer_index
+from s3ecephys.hdf5.through_h5py import read_through_h5py, reads_through_h5py
 from s3ecephys.storage.ranges import RangeStore
 
 # Below this many stored bytes, handing pieces to threads costs more than it saves.
@@ -52,6 +54,9 @@ def read_selections(
     for number, (dataset, selection) in enumerate(requests):
         if dataset.inline is not None:
             results[number] = selection.apply(dataset.inline_values())
+            continue
+        if reads_through_h5py(dataset):  # a filter or type only h5py decodes
+            results[number] = read_through_h5py(store, dataset, selection)
             continue
         if dataset.unreadable is not None:
             raise UnreadableDatasetError(f"{dataset.path}: {dataset.unreadable}")
@@ -109,8 +114,10 @@ def _place_as_they_arrive(
 
 def _place(items: list[tuple[tuple[Piece, DatasetIndex, np.ndarray], Any]]) -> None:
     for (piece, dataset, out), body in items:
+        itemsize = dataset.dtype.itemsize
+        raw_size = itemsize * math.prod(piece.shape)
         raw = decode_chunk(
-            body, dataset.filters, piece.filter_mask, dataset.dtype.itemsize, path=dataset.path
+            body, dataset.filters, piece.filter_mask, itemsize, path=dataset.path, raw_size=raw_size
         )
         values = _as_array(raw, dataset.dtype, piece.shape, dataset.path)
         _copy(out, piece.target, values[outer_index(piece.source)])
@@ -138,7 +145,8 @@ def _as_array(raw: Any, dtype: np.dtype, shape: tuple[int, ...], path: str) -> n
             f"{path}: a chunk decoded to {buffer.nbytes} bytes, expected {expected}; "
             "the file or its index is damaged"
         )
-    return np.frombuffer(buffer[:expected], dtype=dtype).reshape(shape)
+    # An array element type (dtype.shape) adds its axes after the dataset's, as in h5py.
+    return np.frombuffer(buffer[:expected], dtype=dtype).reshape(shape + dtype.shape)
 
 
 @cache

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from s3ecephys.hdf5.array import Dataset
+
 # Rows fetched per batch when a whole column is iterated: bounds the bytes in flight at once.
 _ITERATION_BATCH = 256
 
@@ -67,9 +69,8 @@ class RaggedColumn(Mapping[int, np.ndarray]):
         if not missing:
             return
         selections = [slice(*self._bounds[key]) for key in missing]
-        read_slices = getattr(self._data, "read_slices", None)
-        if read_slices is not None:
-            values = read_slices(selections)
+        if isinstance(self._data, Dataset):
+            values = self._data.read_many(selections)  # one concurrent wave
         else:
             values = [self._data[selection] for selection in selections]
         self._rows.update(zip(missing, values, strict=True))

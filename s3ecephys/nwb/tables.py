@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from s3ecephys.hdf5.array import Dataset, read_together
+
 
 def as_text(value: Any) -> Any:
     """Decode HDF5 byte strings (scalars or arrays of them) to ``str``; anything else unchanged."""
@@ -38,12 +40,9 @@ def attribute_text(node: Any, name: str, default: str | None = None) -> str | No
 
 
 def read_datasets(datasets: Sequence[Any]) -> list[np.ndarray]:
-    """Whole datasets; through the engine they travel in one concurrent fetch."""
-    if not datasets:
-        return []
-    read_many = getattr(datasets[0], "read_many", None)
-    if read_many is not None:
-        return read_many(datasets)
+    """Whole datasets; through the engine (datasets of one file) in one concurrent wave."""
+    if datasets and all(isinstance(dataset, Dataset) for dataset in datasets):
+        return read_together([(dataset, ()) for dataset in datasets])
     return [dataset[()] for dataset in datasets]
 
 
