@@ -12,7 +12,9 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from session_files import s3_project_cache
 
+from s3ecephys import EcephysProjectCache
 from s3ecephys.storage.location import DEFAULT_PREFIX, DataLocation
 from s3ecephys.testing import LocalS3
 
@@ -90,3 +92,10 @@ def s3_dataset(local_s3: LocalS3, synthetic_dataset) -> DataLocation:
     """The synthetic dataset on the local S3 under the real prefix, as a :class:`DataLocation`."""
     local_s3.upload_directory(synthetic_dataset.root, prefix=DEFAULT_PREFIX)
     return local_s3.location(DEFAULT_PREFIX)
+
+
+@pytest.fixture(scope="module")
+def project_cache(s3_dataset, tmp_path_factory) -> EcephysProjectCache:
+    """The project read in place from the local S3 (CSVs kept in a scratch cache folder), one
+    per test module."""
+    return s3_project_cache(s3_dataset, tmp_path_factory.mktemp("cache"))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from s3ecephys import EcephysSession
+from s3ecephys.synthetic.nwb_versions import rewrite_index
 
 ELECTRODES = "general/extracellular_ephys/electrodes"
 NO_BOUNDS = {
@@ -108,23 +109,34 @@ def test_probe_channel_number_reads_as_local_index(session_folder, tmp_path):
     assert renamed.mean_waveforms[unit_id].identical(original.mean_waveforms[unit_id])
 
 
-def test_ragged_indexes_of_any_integer_width_read_alike(synthetic_dataset, tmp_path):
-    widths = set()
-    for session_id in synthetic_dataset.session_ids:
-        path = Path(synthetic_dataset.root) / f"session_{session_id}" / f"session_{session_id}.nwb"
-        session = EcephysSession.from_nwb_path(path, cache_dir=tmp_path / "idx")
-        with h5py.File(path, "r") as f:
-            index = f["units/spike_times_index"]
-            widths.add(index.dtype)
-            ends = index[()].astype(np.int64)
-            rows = list(f["units/id"][()])
-            with pytest.warns(UserWarning) if len(session.invalid_times) else nullcontext():
-                spike_times = session.spike_times
-            for unit_id in list(spike_times)[:3]:
-                row = rows.index(unit_id)
-                expected = f["units/spike_times"][(ends[row - 1] if row else 0) : ends[row]]
-                np.testing.assert_array_equal(spike_times[unit_id], expected)
-    assert np.dtype(np.int64) in widths and len(widths) > 1, widths
+@pytest.mark.parametrize("dtype", ["smallest unsigned", np.uint64, np.int32])
+def test_ragged_indexes_of_any_integer_width_read_alike(session_folder, dtype, tmp_path):
+    original = EcephysSession.from_nwb_path(
+        session_folder / f"{session_folder.name}.nwb", cache_dir=tmp_path / "idx"
+    )
+    path = _copy(session_folder, tmp_path)
+    with h5py.File(path, "r+") as f:
+        assert f["units/spike_times_index"].dtype == np.int64
+        for name in ("spike_times_index", "spike_amplitudes_index", "waveform_mean_index"):
+            ends = f[f"units/{name}"]
+            width = np.min_scalar_type(ends[-1]) if dtype == "smallest unsigned" else dtype
+            rewrite_index(f, ends.name, width)
+            assert f[f"units/{name}"].dtype == width
+    edited = EcephysSession.from_nwb_path(path, cache_dir=tmp_path / "idx")
+
+    def spike_times(session: EcephysSession):
+        # Spikes inside invalid intervals warn, as in AllenSDK.
+        with pytest.warns(UserWarning) if len(session.invalid_times) else nullcontext():
+            return session.spike_times
+
+    theirs, ours = spike_times(original), spike_times(edited)
+    assert list(ours) == list(theirs)
+    for unit_id in list(theirs)[:5]:
+        np.testing.assert_array_equal(ours[unit_id], theirs[unit_id])
+        np.testing.assert_array_equal(
+            edited.spike_amplitudes[unit_id], original.spike_amplitudes[unit_id]
+        )
+        assert edited.mean_waveforms[unit_id].identical(original.mean_waveforms[unit_id])
 
 
 def test_an_lfp_file_without_the_soft_link_reads_the_same(synthetic_dataset, tmp_path):

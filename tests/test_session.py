@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from session_files import nwb_path, ragged_extents, record_ranges, s3_project_cache, session_with
 
 from s3ecephys import EcephysProjectCache, EcephysSession
 from s3ecephys.allen.session import CHANNEL_FILTERING
 from s3ecephys.hdf5 import open_hdf5
 from s3ecephys.nwb.session_file import SessionFile
-from s3ecephys.storage.ranges import RangeStore
 
 NO_BOUNDS = {
     "amplitude_cutoff_maximum": None,
@@ -66,10 +66,6 @@ PUPIL_COLUMNS = [
 # -- plain h5py reads, the reference ---------------------------------------------------------------
 
 
-def _nwb_path(root: Path, session_id: int) -> Path:
-    return root / f"session_{session_id}" / f"session_{session_id}.nwb"
-
-
 def _lfp_path(root: Path, session_id: int, probe_id: int) -> Path:
     return root / f"session_{session_id}" / f"probe_{probe_id}_lfp.nwb"
 
@@ -93,7 +89,7 @@ def _h5_ragged_row(group: h5py.Group, name: str, row: int) -> np.ndarray:
 
 
 def _h5_electrodes(root: Path, session_id: int) -> pd.DataFrame:
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         return _h5_table(
             f[ELECTRODES],
             ["location", "valid_data", "probe_id", "local_index", "probe_vertical_position",
@@ -102,7 +98,7 @@ def _h5_electrodes(root: Path, session_id: int) -> pd.DataFrame:
 
 
 def _h5_units(root: Path, session_id: int) -> pd.DataFrame:
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         return _h5_table(
             f["units"],
             ["quality", "peak_channel_id", "amplitude_cutoff", "presence_ratio",
@@ -121,7 +117,7 @@ def _expected_units(
     probe name and position, probe by probe in file order before."""
     units = _h5_units(root, session_id)
     electrodes = _h5_electrodes(root, session_id)
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         names = {
             int(f["general/extracellular_ephys"][g].attrs["probe_id"]): g
             for g in f["general/extracellular_ephys"]
@@ -144,15 +140,6 @@ def _expected_units(
     return list(chosen.index)
 
 
-def _session_with(root: Path, path: str, present: bool = True) -> int:
-    """The first session whose NWB file has (or lacks) ``path``."""
-    for nwb in sorted(root.glob("session_*/session_*.nwb")):
-        with h5py.File(nwb, "r") as handle:
-            if (path in handle) == present:
-                return int(nwb.stem.removeprefix("session_"))
-    pytest.fail(f"no session file {'with' if present else 'without'} {path}")
-
-
 def _probe_without_lfp(synthetic_dataset) -> tuple[int, int]:
     for session_id, probes in synthetic_dataset.probe_ids.items():
         missing = sorted(set(probes) - set(synthetic_dataset.lfp_probe_ids[session_id]))
@@ -170,15 +157,8 @@ def root(synthetic_dataset) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cache(s3_dataset, tmp_path_factory) -> EcephysProjectCache:
-    """The project read in place from the local S3 (CSVs kept in a scratch cache folder)."""
-    scratch = tmp_path_factory.mktemp("cache")
-    return EcephysProjectCache.from_s3(
-        s3_dataset.url,
-        storage_options=s3_dataset.storage_options,
-        cache_dir=scratch / "files",
-        index_cache_dir=scratch / "indexes",
-    )
+def cache(project_cache) -> EcephysProjectCache:
+    return project_cache
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +224,7 @@ def test_probes_are_the_files_electrode_groups(session, root, session_id, cache)
     assert list(probes.columns) == PROBE_COLUMNS
     assert probes.index.name == "id" and probes.index.dtype == np.int64
     assert probes["has_lfp_data"].dtype == bool
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         for probe_id, row in probes.iterrows():
             group = f["general/extracellular_ephys"][row["description"]]
             assert group.attrs["probe_id"] == probe_id
@@ -307,7 +287,7 @@ def test_session_units_are_the_good_in_brain_units_that_pass_the_filters(
 
 def test_unit_columns_are_the_files_values(session, root, session_id):
     units = session.units
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         table = _h5_table(f["units"], ["PT_ratio", "l_ratio", "snr", "cluster_id"])
     table = table.loc[units.index]
     np.testing.assert_array_equal(units["waveform_PT_ratio"], table["PT_ratio"])
@@ -359,39 +339,29 @@ def test_structurewise_unit_counts(session):
 def test_opening_a_session_reads_none_of_the_ragged_unit_arrays(
     s3_dataset, tmp_path, root, monkeypatch
 ):
-    cache = EcephysProjectCache.from_s3(
-        s3_dataset.url,
-        storage_options=s3_dataset.storage_options,
-        cache_dir=tmp_path / "files",
-        index_cache_dir=tmp_path / "indexes",
-    )
-    session_id = _session_with(root, "units/spike_times")
+    cache = s3_project_cache(s3_dataset, tmp_path)
+    session_id = session_with(root, "units/spike_times")
     cache.get_session_data(session_id)  # builds and keeps the file's index
-    asked: list[tuple[int, int]] = []
-    fetch = RangeStore.fetch
-
-    def recording_fetch(store, ranges):
-        asked.extend((int(o), int(n)) for o, n in ranges)
-        return fetch(store, ranges)
-
-    monkeypatch.setattr(RangeStore, "fetch", recording_fetch)
+    asked = record_ranges(monkeypatch)
     session = cache.get_session_data(session_id)
     assert len(session.units) > 0
     assert len(session.channels) > 0 and len(session.probes) > 0
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
-        extents = [
-            (f[f"units/{name}"].id.get_offset(), f[f"units/{name}"].id.get_storage_size())
-            for name in ("spike_times", "spike_amplitudes", "waveform_mean")
-        ]
+    extents = ragged_extents(nwb_path(root, session_id))
     for offset, length in asked:
         for start, size in extents:
             assert offset + length <= start or offset >= start + size, "read a ragged array"
     assert session._nwb.root.store.stats.bytes < min(size for _, size in extents)
+    # The recorder sees the reads: asking for one unit's spikes shows up, inside spike_times.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the note on invalid intervals
+        session.spike_times[session.units.index[0]]
+    start, size = extents[0]
+    assert any(start <= offset < start + size for offset, _ in asked)
 
 
 def test_spike_times_are_the_files_rows_fetched_together(session, root, session_id):
     unit_ids = list(session.units.index[:5])
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         rows = list(f["units/id"][()])
         expected = {u: _h5_ragged_row(f["units"], "spike_times", rows.index(u)) for u in unit_ids}
     with pytest.warns(UserWarning, match="invalid time intervals"):
@@ -425,7 +395,7 @@ def test_spike_dictionaries_follow_allensdks_unit_order(session, root, session_i
 
 
 def test_spike_amplitudes_are_the_files_rows(session, root, session_id):
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         rows = list(f["units/id"][()])
         noise = next(u for u in session.spike_amplitudes if u not in session.units.index)
         for unit_id in (session.units.index[0], noise):
@@ -443,7 +413,7 @@ def test_mean_waveforms_are_channel_by_time_on_the_sessions_channels(
     waveform = session.mean_waveforms[unit_id]
     assert waveform.dims == ("channel_id", "time")
     assert waveform["channel_id"].dtype == np.int64
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         rows = list(f["units/id"][()])
         stored = _h5_ragged_row(f["units"], "waveform_mean", rows.index(unit_id))
     electrodes = _h5_electrodes(root, session_id)
@@ -498,7 +468,7 @@ def test_stimulus_presentations_are_one_sorted_table(session):
 
 
 def test_a_presentation_inside_an_invalid_interval_is_renamed(cache, root):
-    session = cache.get_session_data(_session_with(root, "intervals/invalid_times"))
+    session = cache.get_session_data(session_with(root, "intervals/invalid_times"))
     presentations = session.stimulus_presentations
     invalid = presentations[presentations["stimulus_name"] == "invalid_presentation"]
     assert len(invalid) > 0
@@ -507,24 +477,24 @@ def test_a_presentation_inside_an_invalid_interval_is_renamed(cache, root):
 
 
 def test_invalid_times_are_the_files_table(cache, root):
-    session_id = _session_with(root, "intervals/invalid_times")
+    session_id = session_with(root, "intervals/invalid_times")
     invalid = cache.get_session_data(session_id).invalid_times
     assert list(invalid.columns) == ["start_time", "stop_time", "tags"]
     assert invalid.index.name == "id"
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         table = f["intervals/invalid_times"]
         np.testing.assert_array_equal(invalid["start_time"], table["start_time"][()])
         np.testing.assert_array_equal(invalid["stop_time"], table["stop_time"][()])
         tags = np.split(_text(table["tags"][()]), table["tags_index"][()][:-1].astype(np.int64))
     assert [list(t) for t in invalid["tags"]] == [list(t) for t in tags]
-    none = cache.get_session_data(_session_with(root, "intervals/invalid_times", False))
+    none = cache.get_session_data(session_with(root, "intervals/invalid_times", False))
     assert none.invalid_times.empty and list(none.invalid_times.columns) == []
 
 
 def test_running_speed_is_the_files_series(session, root, session_id):
     running = session.running_speed
     assert list(running.columns) == ["start_time", "end_time", "velocity"]
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         module = f["processing/running"]
         np.testing.assert_array_equal(running["start_time"], module["running_speed/timestamps"])
         np.testing.assert_array_equal(
@@ -534,11 +504,11 @@ def test_running_speed_is_the_files_series(session, root, session_id):
 
 
 def test_pupil_data_gives_full_axes_per_frame(cache, root):
-    session_id = _session_with(root, "processing/eye_tracking")
+    session_id = session_with(root, "processing/eye_tracking")
     pupil = cache.get_session_data(session_id).get_pupil_data()
     assert list(pupil.columns) == PUPIL_COLUMNS
     assert pupil.index.name == "Time (s)"
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         np.testing.assert_array_equal(
             pupil.index, f["processing/raw_gaze_mapping/eye_area/timestamps"][()]
         )
@@ -548,11 +518,11 @@ def test_pupil_data_gives_full_axes_per_frame(cache, root):
 
 
 def test_optogenetic_stimulation_epochs_are_the_files_table(cache, root):
-    session_id = _session_with(root, "processing/optotagging/optogenetic_stimulation")
+    session_id = session_with(root, "processing/optotagging/optogenetic_stimulation")
     epochs = cache.get_session_data(session_id).optogenetic_stimulation_epochs
     assert epochs.index.name == "id"
     assert not {"tags", "timeseries"} & set(epochs.columns)
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         table = f["processing/optotagging/optogenetic_stimulation"]
         declared = [c for c in _text(table.attrs["colnames"]) if c not in ("tags", "timeseries")]
         assert list(epochs.columns) == declared
@@ -561,11 +531,11 @@ def test_optogenetic_stimulation_epochs_are_the_files_table(cache, root):
 
 
 def test_missing_optional_modules_give_what_allensdk_gives(cache, root):
-    no_eyes = cache.get_session_data(_session_with(root, "processing/eye_tracking", False))
+    no_eyes = cache.get_session_data(session_with(root, "processing/eye_tracking", False))
     assert no_eyes.get_pupil_data() is None
     assert no_eyes.rig_geometry_data is None and no_eyes.rig_equipment_name is None
     # AllenSDK raises KeyError: pynwb finds no optotagging module.
-    without = cache.get_session_data(_session_with(root, "processing/optotagging", False))
+    without = cache.get_session_data(session_with(root, "processing/optotagging", False))
     with pytest.raises(KeyError, match="no optotagging"):
         without.optogenetic_stimulation_epochs  # noqa: B018
 
@@ -578,7 +548,7 @@ def test_metadata_names_the_session(session, session_id, root):
         "num_stimulus_presentations", "session_start_time", "ecephys_session_id",
         "structure_acronyms", "stimulus_names",
     ]
-    with h5py.File(_nwb_path(root, session_id), "r") as f:
+    with h5py.File(nwb_path(root, session_id), "r") as f:
         subject = f["general/subject"]
         assert metadata["full_genotype"] == subject["genotype"][()].decode()
         assert metadata["sex"] == subject["sex"][()].decode()
@@ -686,7 +656,7 @@ def test_lfp_graphs_pickle_without_file_handles(session, synthetic_dataset, sess
 
 
 def test_invalid_intervals_mask_the_probes_lfp_lazily(cache, root, synthetic_dataset):
-    session_id = _session_with(root, "intervals/invalid_times")
+    session_id = session_with(root, "intervals/invalid_times")
     session = cache.get_session_data(session_id)
     invalid = session.invalid_times
     masked_any = False
@@ -728,7 +698,7 @@ def test_an_unknown_probe_lists_the_sessions_probes(session):
 
 
 def test_a_session_without_lfp_access_says_how_to_get_it(root, session_id, synthetic_dataset):
-    nwb = SessionFile(open_hdf5(_nwb_path(root, session_id)))
+    nwb = SessionFile(open_hdf5(nwb_path(root, session_id)))
     session = EcephysSession(nwb)
     with pytest.raises(ValueError, match="without access to its LFP files"):
         session.get_lfp(_lfp_probe(synthetic_dataset, session_id))
@@ -782,9 +752,9 @@ def test_from_nwb_path_gives_the_same_units_without_the_project_csvs(
 
 
 def test_from_nwb_path_takes_allensdks_api_kwargs(root, session_id, tmp_path):
-    default = EcephysSession.from_nwb_path(_nwb_path(root, session_id), cache_dir=tmp_path)
+    default = EcephysSession.from_nwb_path(nwb_path(root, session_id), cache_dir=tmp_path)
     unbounded = EcephysSession.from_nwb_path(
-        _nwb_path(root, session_id), cache_dir=tmp_path, api_kwargs=NO_BOUNDS
+        nwb_path(root, session_id), cache_dir=tmp_path, api_kwargs=NO_BOUNDS
     )
     assert len(unbounded.units) > len(default.units)
 

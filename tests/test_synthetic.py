@@ -1,8 +1,8 @@
 """The synthetic dataset against the real layout (ALLEN_LAYOUT.md §2, 3, 5–8).
 
-Most tests read the session-wide ``synthetic_dataset`` (the small spec, seed 0). Paths and
-dtypes are checked with h5py, as the project's readers see them; pynwb only checks that every
-file opens as valid NWB without a warning.
+Most tests read the session-wide ``synthetic_dataset`` (the small spec, seed 0, NWB 2.2.2 layout).
+Paths and dtypes are checked with h5py, as the project's readers see them; pynwb only checks that
+every file opens as valid NWB without a warning. The two NWB layouts: ``test_nwb_versions``.
 """
 
 from __future__ import annotations
@@ -241,15 +241,14 @@ def test_the_units_ragged_columns_are_contiguous_uncompressed_and_sorted(synthet
             assert rates.min() > 0.01 and rates.max() < 40
 
 
-def test_both_vector_index_encodings_occur(synthetic_dataset):
-    dtypes = set()
+def test_vector_indexes_are_int64_as_in_the_real_files(synthetic_dataset):
+    # The 2.2.2 layout (default); today's layout, with its unsigned indexes: test_nwb_versions.
     for session_id in synthetic_dataset.session_ids:
         with session_file(synthetic_dataset, session_id) as f:
-            dtypes.add(f["units/spike_times_index"].dtype)
-            assert f["units/spike_amplitudes_index"].dtype.kind == "u"
-            assert f["intervals/gabors_presentations/tags_index"].dtype.kind == "u"
-    assert np.dtype(np.int64) in dtypes
-    assert any(dtype.kind == "u" for dtype in dtypes)
+            for name in ("units/spike_times_index", "units/spike_amplitudes_index",
+                         "units/waveform_mean_index", "intervals/gabors_presentations/tags_index",
+                         "intervals/gabors_presentations/timeseries_index"):
+                assert f[name].dtype == np.int64, name
 
 
 def test_the_presentation_tables(synthetic_dataset):

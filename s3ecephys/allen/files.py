@@ -1,15 +1,20 @@
 """Which copy of a dataset file to read: the remote object, a local one, or a fresh download.
 
 A cache folder has AllenSDK's layout (``manifest.json`` and the bucket's relative paths), so the
-same folder serves AllenSDK, s3ecephys and anyone who wants plain files. What is read from where
-follows one policy:
+same folder serves AllenSDK, s3ecephys and anyone who wants plain files.
 
-- ``"lazy"``: NWB files are read in place from the remote location; small tables (CSVs) are
-  downloaded once into the cache folder.
-- ``"local"``: only the cache folder; nothing is requested from the network, and a missing file is
-  an error that names it.
-- ``"download"``: every file is downloaded (verified) into the cache folder before it is read.
-- ``"auto"``: a complete local copy when there is one, else the remote object read in place.
+A file that is in the cache folder is read from there, under every policy, without a request
+(AllenSDK's rule): downloads land in ``<name>.part`` and are renamed into place only once verified,
+so a file at its final name is complete unless something else cut it short. The one check made is
+local and costs one small read: an HDF5 file shorter than its own superblock says (an interrupted
+AllenSDK download, say) is not used. ``s3ecephys verify`` compares the folder with the remote
+objects. One policy says what happens to a file that is *not* there:
+
+- ``"lazy"`` and ``"auto"`` (the same since a local file needs no remote check; ``"auto"`` is the
+  default with a cache folder): an NWB file is read in place from the remote location; a small
+  table (CSV) is downloaded once into the cache folder.
+- ``"local"``: nothing is requested from the network; the missing file is an error that names it.
+- ``"download"``: the file is downloaded (verified) into the cache folder, then read.
 
 A folder that cannot be written (a bucket mounted read-only on AWS, say) is only read: files that
 are not there come from the remote location, held in memory when small.
@@ -26,7 +31,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from s3ecephys.allen import manifest
-from s3ecephys.storage.download import DownloadResult, check_local_file, download_file
+from s3ecephys.hdf5.superblock import missing_bytes
+from s3ecephys.storage.download import DownloadResult, download_file
 from s3ecephys.storage.location import DataLocation
 from s3ecephys.storage.ranges import ObjectInfo, RangeStore
 
@@ -38,6 +44,10 @@ log = logging.getLogger(__name__)
 
 class MissingLocalFileError(FileNotFoundError):
     """A file the ``"local"`` policy needs is not in the cache folder."""
+
+
+class IncompleteLocalFileError(MissingLocalFileError):
+    """A file the ``"local"`` policy needs is in the cache folder but cut short."""
 
 
 def resolve_policy(policy: str | None, default: str) -> str:
@@ -77,6 +87,7 @@ class DatasetFiles:
         self.cache_dir = Path(cache_dir)
         self.policy = policy
         self._remote_info: dict[str, ObjectInfo] = {}
+        self._reported_incomplete: set[str] = set()
 
     def __repr__(self) -> str:
         remote = self.remote.url if self.remote else None
@@ -111,29 +122,22 @@ class DatasetFiles:
     # -- what to read ----------------------------------------------------------------------------
 
     def source(self, relative: str) -> FileSource:
-        """Where to read a large file (an NWB) from, under the policy."""
-        local = self.local_path(relative)
+        """Where to read a large file (an NWB) from: the cache folder's copy when it is there,
+        else what the policy says."""
+        if self.local_is_complete(relative):
+            return FileSource(str(self.local_path(relative)))
         if self.policy == "local":
-            if not local.is_file():
-                raise MissingLocalFileError(self._missing_message(relative))
-            return FileSource(str(local))
-        if self.policy == "lazy":
-            return self.remote_source(relative)
+            raise self._local_error(relative)
         if self.policy == "download" and self.writable():
             return FileSource(str(self.fetch(relative).path))
-        if self.local_is_complete(relative):
-            return FileSource(str(local))
         return self.remote_source(relative)
 
     def open_small(self, relative: str) -> BinaryIO:
         """A small file (a CSV) to read: kept locally after the first time where possible."""
-        local = self.local_path(relative)
-        if self.policy == "local":
-            if not local.is_file():
-                raise MissingLocalFileError(self._missing_message(relative))
-            return local.open("rb")
         if self.local_is_complete(relative):
-            return local.open("rb")
+            return self.local_path(relative).open("rb")
+        if self.policy == "local":
+            raise self._local_error(relative)
         if self.writable():
             return self.fetch(relative).path.open("rb")
         source = self.remote_source(relative)
@@ -141,25 +145,30 @@ class DatasetFiles:
         return io.BytesIO(store.read(0, store.info().size))
 
     def local_is_complete(self, relative: str) -> bool:
-        """Whether the local copy exists with the remote object's size (the remote is asked once;
-        when it cannot be reached, an existing local file is trusted)."""
+        """Whether the cache folder holds ``relative`` ready to read; never asks the remote.
+
+        A file at its final name is trusted (see the module documentation), except an HDF5 file
+        shorter than its superblock says, which is reported once as a warning.
+        """
         local = self.local_path(relative)
         if not local.is_file():
             return False
-        try:
-            info = self.remote_info(relative)
-        except (OSError, ValueError) as error:
-            log.warning("cannot check %s against the remote copy (%s); using it as it is", local,
-                        error)
-            return True
-        state = check_local_file(local, info)
-        if state != "ok":
+        missing = self._missing_bytes(local)
+        if missing and relative not in self._reported_incomplete:
+            self._reported_incomplete.add(relative)
             log.warning(
-                "%s is %s (size %d, remote %d); reading the remote copy instead. Repair the cache "
-                "with: s3ecephys verify --repair --cache %s",
-                local, state, local.stat().st_size, info.size, self.cache_dir,
+                "%s lacks %d bytes at its end (its HDF5 superblock says so), so it is not used; "
+                "repair the cache with: s3ecephys verify --repair --cache %s",
+                local, missing, self.cache_dir,
             )
-        return state == "ok"
+        return not missing
+
+    @staticmethod
+    def _missing_bytes(local: Path) -> int:
+        try:
+            return missing_bytes(local)
+        except OSError:  # unreadable (permissions, a mount gone away): the read will say why
+            return 0
 
     def fetch(
         self, relative: str, on_progress: Callable[[int], None] | None = None
@@ -184,6 +193,16 @@ class DatasetFiles:
         if not path.exists():
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             manifest.write_manifest(self.cache_dir)
+
+    def _local_error(self, relative: str) -> MissingLocalFileError:
+        local = self.local_path(relative)
+        if local.is_file():
+            return IncompleteLocalFileError(
+                f"{local} is cut short ({self._missing_bytes(local)} bytes missing at its end) "
+                f"and the cache policy is 'local'; repair it with `s3ecephys verify --repair "
+                f"--cache {self.cache_dir}`, or use policy 'lazy' or 'auto' to read it in place"
+            )
+        return MissingLocalFileError(self._missing_message(relative))
 
     def _missing_message(self, relative: str) -> str:
         where = f" from {self.remote.url}" if self.remote else ""

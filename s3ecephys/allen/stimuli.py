@@ -161,11 +161,16 @@ def build_stimulus_presentations(
     AllenSDK's ``session.stimulus_presentations`` shows. The conditions table is indexed by
     ``stimulus_condition_id``, numbered in order of first appearance.
     """
-    table = _concatenate_presentations(presentation_tables)
-    table = _split_color_column(table)
-    table = _standardize_presentations(table)
+    table = _standardize_presentations(nwb_stimulus_presentations(presentation_tables))
     table, conditions = _assign_stimulus_conditions(table)
     return mask_invalid_presentations(table, invalid_times), conditions
+
+
+def nwb_stimulus_presentations(presentation_tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The presentation tables as AllenSDK's NWB session API reads them
+    (``api.get_stimulus_presentations()``): concatenated in start-time order, ``color`` split,
+    before any renaming, ``"null"`` filling or stimulus condition."""
+    return _split_color_column(_concatenate_presentations(presentation_tables))
 
 
 def _concatenate_presentations(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -414,7 +419,7 @@ def get_stimulus_epochs(
     columns = ["start_time", "stop_time", "duration", "stimulus_name", "stimulus_block"]
     if presentations.empty:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
-    firsts = _run_starts(presentations["stimulus_block"])
+    firsts = run_starts(presentations["stimulus_block"])
     lasts = np.append(firsts[1:], len(presentations)) - 1
     epochs = pd.DataFrame(
         {
@@ -435,7 +440,7 @@ def get_stimulus_epochs(
     return epochs.loc[:, columns]
 
 
-def _run_starts(values: pd.Series) -> np.ndarray:
+def run_starts(values: pd.Series) -> np.ndarray:
     """Positions where a run of equal values begins. Values of different types differ, and
     NaN equals NaN (AllenSDK's ``nan_intervals``)."""
     values = values.astype(object).reset_index(drop=True)

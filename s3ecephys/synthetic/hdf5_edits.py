@@ -4,7 +4,9 @@ and modern pynwb will not write:
 - empty electrode ``location`` strings (pynwb refuses ``""``);
 - the subject's ``strain`` as an attribute (the extension's form; NWB 2.3+ core made it a
   dataset, and hdmf will not hold both);
-- an int64 ``units/spike_times_index`` (hdmf writes the smallest unsigned type that fits).
+- an int64 ``units/spike_times_index`` (hdmf writes the smallest unsigned type that fits);
+- for the 2.2.2 layout, the schema version, cached specifications, types and attributes of the
+  real files (:mod:`s3ecephys.synthetic.nwb_versions`).
 """
 
 from __future__ import annotations
@@ -12,22 +14,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from s3ecephys.synthetic.nwb_common import BLANK_LOCATION_PLACEHOLDER
+from s3ecephys.synthetic.nwb_versions import NWB_2_2_2, rewrite_index, to_nwb_2_2_2
 
 ELECTRODE_LOCATIONS = "general/extracellular_ephys/electrodes/location"
 SUBJECT = "general/subject"
 SPIKE_TIMES_INDEX = "units/spike_times_index"
 
 
-def finish_file(path: Path, int64_spike_times_index: bool = False) -> None:
-    """Apply the edits every file needs and, if asked, widen the spike times index."""
+def finish_file(path: Path, nwb_version: str, int64_spike_times_index: bool = False) -> None:
+    """Apply the edits every file needs, those of the layout ``nwb_version`` and, if asked,
+    widen the spike times index (which the 2.2.2 layout writes int64 anyway)."""
     with h5py.File(path, "r+") as handle:
         _blank_locations(handle)
         _strain_as_attribute(handle)
-        if int64_spike_times_index:
-            _widen_index(handle, SPIKE_TIMES_INDEX)
+        if nwb_version == NWB_2_2_2:
+            to_nwb_2_2_2(handle)
+        elif int64_spike_times_index:
+            rewrite_index(handle, SPIKE_TIMES_INDEX)
 
 
 def _blank_locations(handle: h5py.File) -> None:
@@ -45,16 +50,3 @@ def _strain_as_attribute(handle: h5py.File) -> None:
         strain = subject["strain"].asstr()[()]
         del subject["strain"]
         subject.attrs["strain"] = strain
-
-
-def _widen_index(handle: h5py.File, path: str) -> None:
-    """Replace an index dataset by an int64 copy with the same attributes (its ``target``
-    reference included); nothing refers to the index itself, so nothing else changes."""
-    old = handle[path]
-    values = old[()].astype(np.int64)
-    attributes = dict(old.attrs)
-    parent, name = old.parent, path.rsplit("/", 1)[-1]
-    del parent[name]
-    new = parent.create_dataset(name, data=values)
-    for key, value in attributes.items():
-        new.attrs[key] = value

@@ -66,7 +66,7 @@ def write_lfp_file(catalog: Catalog, session: SessionPlan, probe: ProbePlan, pat
     )
     nwbfile.add_acquisition(series)
     _add_csd(nwbfile, rng, channels, probe.lfp_rate)
-    write_nwbfile(nwbfile, path)
+    write_nwbfile(nwbfile, path, catalog.spec.nwb_version)
 
 
 def _add_csd(nwbfile, rng: np.random.Generator, channels, rate: float) -> None:

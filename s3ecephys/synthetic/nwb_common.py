@@ -26,6 +26,7 @@ from s3ecephys.synthetic.catalog import (
     SessionPlan,
 )
 from s3ecephys.synthetic.extension import allen_types
+from s3ecephys.synthetic.nwb_versions import CURRENT
 
 # Written where a channel has no structure; replaced by "" after writing (pynwb refuses "").
 BLANK_LOCATION_PLACEHOLDER = "<no structure>"
@@ -174,8 +175,9 @@ def ragged_columns(name: str, description: str, data, ends) -> list:
     return [values, VectorIndex(name=f"{name}_index", data=np.asarray(ends), target=values)]
 
 
-def write_nwbfile(nwbfile, path: Path) -> None:
-    """Write with the spec cached and without hdmf's expandable (chunked) table columns.
+def write_nwbfile(nwbfile, path: Path, nwb_version: str) -> None:
+    """Write without hdmf's expandable (chunked) table columns, and with today's spec cached
+    for today's layout (the 2.2.2 one is cached by ``hdf5_edits``, after writing).
 
     The Allen files were written contiguous and uncompressed except where compression was asked
     for; hdmf 4+ would otherwise chunk every table column to make it appendable.
@@ -189,4 +191,4 @@ def write_nwbfile(nwbfile, path: Path) -> None:
             "ignore", message=r"EcephysSpecimen .* missing required value for attribute"
         )
         with pynwb.NWBHDF5IO(str(path), mode="w") as io:
-            io.write(nwbfile, cache_spec=True, expandable=())
+            io.write(nwbfile, cache_spec=nwb_version == CURRENT, expandable=())

@@ -79,7 +79,7 @@ def write_session_file(
                 rng_for(seed, "eye", session.session_id), session.start, session.stop
             ),
         )
-    write_nwbfile(nwbfile, path)
+    write_nwbfile(nwbfile, path, catalog.spec.nwb_version)
 
 
 def _time_intervals(

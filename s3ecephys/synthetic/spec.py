@@ -1,13 +1,16 @@
-"""How big the synthetic dataset is: :class:`SyntheticSpec`.
+"""How big the synthetic dataset is, and in which NWB layout: :class:`SyntheticSpec`.
 
-The spec only scales the dataset; what is in it (the file layout, the quirks of the real files) does
-not depend on it. ``repr(spec)`` names the dataset completely together with the seed, so the
-benchmark harness uses it as the identity of a written copy.
+The spec scales the dataset and names the NWB layout of its files (the real files' NWB 2.2.2, or
+today's pynwb's); what is in them (the quirks of the real files) does not depend on it.
+``repr(spec)`` names the dataset completely together with the seed, so the benchmark harness uses
+it as the identity of a written copy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from s3ecephys.synthetic.nwb_versions import NWB_2_2_2, check_nwb_version
 
 # Per block of one stimulus, how many presentations there are for each unit of
 # ``presentations_per_block`` and how long one presentation and the pause after it last (s).
@@ -84,8 +87,12 @@ class SyntheticSpec:
     """Nominal rate of the LFP files (Hz); probes.csv states twice this, before subsampling."""
     presentations_per_block: int = 5
     """Scale of the stimulus blocks: presentations per block per unit of this number."""
+    nwb_version: str = NWB_2_2_2
+    """The NWB files' layout: ``"2.2.2"`` (the real files': schema, cached namespaces, types and
+    attributes of pynwb 1.3) or ``"current"`` (as today's pynwb writes them)."""
 
     def __post_init__(self) -> None:
+        check_nwb_version(self.nwb_version)
         if not 1 <= self.probes_per_session <= 6:
             raise ValueError(f"probes_per_session must be 1 to 6, not {self.probes_per_session}")
         for field in ("sessions", "channels_per_probe", "units_per_probe"):

@@ -58,13 +58,17 @@ def write_dataset(
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         stimuli = build_stimuli(session, spec.presentations_per_block, seed)
         write_session_file(catalog, session, stimuli, root / relative)
-        finish_file(root / relative, int64_spike_times_index=session.int64_spike_times_index)
+        finish_file(
+            root / relative,
+            spec.nwb_version,
+            int64_spike_times_index=session.int64_spike_times_index,
+        )
         written.append(relative)
         for probe in session.probes:
             if probe.has_lfp:
                 relative = manifest.probe_lfp_nwb(session.session_id, probe.probe_id)
                 write_lfp_file(catalog, session, probe, root / relative)
-                finish_file(root / relative)
+                finish_file(root / relative, spec.nwb_version)
                 written.append(relative)
     return SyntheticDataset(
         root=root,
