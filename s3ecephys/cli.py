@@ -1,4 +1,5 @@
-"""The ``s3ecephys`` command: demo, local S3 server, synthetic dataset."""
+"""The ``s3ecephys`` command: demo, local S3 server, synthetic dataset, cache folders, and
+``ls``/``info``/``lfp`` to look around the dataset (:mod:`s3ecephys.cli_explore`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+from s3ecephys.cli_explore import add_explore_commands
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
@@ -159,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--checksum", action="store_true", help="also compare MD5s with ETags")
     check.add_argument("--repair", action="store_true", help="download broken files again")
     check.set_defaults(run=_verify)
+
+    add_explore_commands(commands)
     return parser
 
 
@@ -169,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (FileExistsError, ValueError, OSError) as error:
         print(f"s3ecephys {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyError as error:
+        # A KeyError's text is its key's repr: print its message as it is.
+        print(f"s3ecephys {args.command}: {error.args[0] if error.args else error}",
+              file=sys.stderr)
         return 2
 
 

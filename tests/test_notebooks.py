@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-EXPECTED = ("01_data_access.ipynb", "02_lfp_analysis.ipynb", "03_dask_cluster.ipynb")
+EXPECTED = (
+    "01_data_access.ipynb",
+    "02_lfp_analysis.ipynb",
+    "03_dask_cluster.ipynb",
+    "04_cross_session.ipynb",
+)
 NOTEBOOKS = sorted(path.name for path in NOTEBOOK_DIR.glob("*.ipynb")) or list(EXPECTED)
 
 # A notebook must find the data through the environment, never through a machine's address.
@@ -34,7 +39,7 @@ def _source(cell: dict) -> str:
     return source if isinstance(source, str) else "".join(source)
 
 
-def test_the_three_tutorials_are_there():
+def test_the_tutorials_are_there():
     assert set(EXPECTED) <= set(NOTEBOOKS)
 
 
@@ -91,7 +96,7 @@ def test_notebook_executes_against_the_local_s3(
     monkeypatch.setenv("S3ECEPHYS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("JUPYTER_PATH", kernel_path)
-    # 03 would connect to a scheduler named there instead of starting its local cluster.
+    # 03 and 04 would connect to a scheduler named there instead of starting a local cluster.
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     work = tmp_path / "work"
     work.mkdir()

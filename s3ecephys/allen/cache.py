@@ -1,7 +1,8 @@
 """``EcephysProjectCache``: AllenSDK's entry point to the dataset, reading in place.
 
 The project tables come from the four CSVs (downloaded once into the cache folder); sessions are
-opened in place from S3 or from the cache folder, as the cache policy says (see
+opened from the cache folder when their files are there (with no request, whatever the policy),
+else in place from S3 or downloaded first, as the cache policy says (see
 :mod:`s3ecephys.allen.files`).
 """
 
@@ -15,8 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
+import xarray as xr
 
 from s3ecephys.allen import manifest as layout
+from s3ecephys.allen.dataset_tree import open_lfp_tree
 from s3ecephys.allen.files import DatasetFiles, resolve_policy
 from s3ecephys.allen.prefetch import (
     PrefetchReport,
@@ -25,6 +28,7 @@ from s3ecephys.allen.prefetch import (
     session_paths,
 )
 from s3ecephys.allen.session import CHANNEL_OVERLAY_COLUMNS, EcephysSession
+from s3ecephys.allen.spike_selection import UnitSpikeTimes, open_unit_spike_times
 from s3ecephys.allen.tables import ProjectTables, read_project_csv
 from s3ecephys.hdf5 import open_hdf5
 from s3ecephys.nwb.session_file import SessionFile
@@ -46,10 +50,10 @@ class EcephysProjectCache:
     """The Visual Coding – Neuropixels project: tables, sessions, LFP (AllenSDK's API).
 
     ``manifest`` names an AllenSDK cache folder's ``manifest.json`` (an existing cache, a bucket
-    mounted on AWS, or a new folder); its files are used where complete (policy ``"auto"``), the
-    rest is read in place from ``url`` (default: the public bucket). Without ``manifest``, use
-    :meth:`from_s3`. ``policy`` is one of ``"lazy"``, ``"local"``, ``"download"``, ``"auto"``
-    (default from ``$S3ECEPHYS_CACHE_POLICY``).
+    mounted on AWS, or a new folder); a file in that folder is used without asking the network,
+    the rest is read in place from ``url`` (default: the public bucket). Without ``manifest``, use
+    :meth:`from_s3`. ``policy`` (``"lazy"``, ``"local"``, ``"download"``, ``"auto"``; default
+    from ``$S3ECEPHYS_CACHE_POLICY``) says what happens to a file that is not in the folder.
     """
 
     def __init__(
@@ -87,8 +91,9 @@ class EcephysProjectCache:
     ) -> EcephysProjectCache:
         """Read the dataset in place from S3 (default: the public bucket, anonymously).
 
-        ``cache_dir`` is where the CSVs (and, with policy ``"download"``/``"auto"``, NWB files)
-        are kept, in AllenSDK's layout; default: a folder under ``$S3ECEPHYS_CACHE_DIR``.
+        ``cache_dir`` is where the CSVs (and, with policy ``"download"`` or after
+        :meth:`prefetch`, NWB files) are kept, in AllenSDK's layout; default: a folder under
+        ``$S3ECEPHYS_CACHE_DIR``. Files already there are read from there.
         ``index_cache_dir`` is where file indexes are kept (default: the user cache folder).
         """
         manifest_path = None if cache_dir is None else Path(cache_dir) / "manifest.json"
@@ -104,8 +109,9 @@ class EcephysProjectCache:
     def from_warehouse(
         cls, manifest: str | os.PathLike[str] | None = None, **kwargs: Any
     ) -> EcephysProjectCache:
-        """AllenSDK's classic constructor: a cache folder at ``manifest`` filled on demand (whole
-        files are downloaded, verified, before they are read)."""
+        """AllenSDK's classic constructor: a cache folder at ``manifest`` filled on demand (files
+        not there yet are downloaded, verified, before they are read; files there are read
+        without a request)."""
         kwargs.setdefault("policy", "download")
         unsupported = set(kwargs) - {"policy", "url", "storage_options", "index_cache_dir"}
         for name in unsupported:
@@ -266,3 +272,35 @@ class EcephysProjectCache:
             sessions, self._tables.raw_probes, session_ids, lfp=lfp
         )
         return prefetch(self.files, paths, progress=progress)
+
+    # -- many sessions as one lazy object (s3ecephys.allen.dataset_tree, spike_selection) --------
+
+    def open_lfp(
+        self,
+        channels: pd.DataFrame,
+        *,
+        session_types: Sequence[str] | str | None = None,
+        stimulus_name: str | None = None,
+        time: tuple[float, float] | None = None,
+        mask_invalid_intervals: bool = True,
+        progress: bool = False,
+    ) -> xr.DataTree:
+        """The LFP of these channels (rows of :meth:`get_channels`) of all their sessions, as
+        one lazy ``xarray.DataTree`` ``/session_<id>/probe_<id>``; see
+        :func:`s3ecephys.allen.dataset_tree.open_lfp_tree`."""
+        return open_lfp_tree(
+            self, channels, session_types=session_types, stimulus_name=stimulus_name,
+            time=time, mask_invalid_intervals=mask_invalid_intervals, progress=progress,
+        )
+
+    def open_spikes(
+        self,
+        units: pd.DataFrame,
+        *,
+        session_types: Sequence[str] | str | None = None,
+        time: tuple[float, float] | None = None,
+    ) -> UnitSpikeTimes:
+        """The spike times of these units (rows of :meth:`get_units`) of all their sessions, as
+        one lazy mapping ``unit id -> times``; see
+        :class:`s3ecephys.allen.spike_selection.UnitSpikeTimes`."""
+        return open_unit_spike_times(self, units, session_types=session_types, time=time)
