@@ -1,179 +1,67 @@
 """The ways of reading an HDF5 file on S3 that the benchmark compares, behind one interface.
 
-Each :class:`Method` opens a file (``"lfp"`` or ``"session"``) and answers the four kinds of
-workload: metadata, a box of a dataset, runs of a ragged column, and a per-channel RMS of a whole
-2-D dataset with dask. Every method is used the way its documentation shows, with its defaults
-unless its name says otherwise; where a method has a better call for a job (s3ecephys'
-``read_slices`` for several runs at once, ``to_dask`` for dask) it is used, because that is what
-its users would do. A method instance lives in one worker process (:mod:`benchmarks.worker`).
+Each :class:`~benchmarks.method_base.Method` opens a file (``"lfp"`` or ``"session"``) and answers
+the four kinds of workload: metadata, a box of a dataset, runs of a ragged column, and a
+per-channel RMS of a whole 2-D dataset with dask. Every method is used the way its documentation
+shows, with its defaults unless its name says otherwise; where a method has a better call for a job
+(s3ecephys' ``read_many`` for several runs at once, ``to_dask`` for dask) it is used, because
+that is what its users would do. A method instance lives in one worker process
+(:mod:`benchmarks.worker`). The readers with their own HDF5 parser besides s3ecephys (h5coro,
+pyfive) are in :mod:`benchmarks.native_readers`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# Decoded bytes per dask task for readers without their own dask integration: 64 MiB, what
-# s3ecephys' to_dask() used when their W7 figures were measured (it now makes 16 MiB blocks, to
-# bound memory; with fewer, larger tasks these readers pay fewer lock hand-overs).
-DASK_BLOCK_BYTES = 64 * 2**20
+from benchmarks.method_base import Context, Method, rms
+from benchmarks.native_readers import H5coro, Pyfive
+
+__all__ = ["ALL_METHODS", "METHODS", "QUICK_METHODS", "Context", "Method"]
+
 S3FS_BLOCK_CACHE = 2 * 2**20
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a worker needs to reach the data: the proxy's endpoint and where things are."""
-
-    endpoint_url: str
-    bucket: str
-    keys: dict[str, str]  # role ("lfp", "session") -> S3 key
-    sizes: dict[str, int]
-    etags: dict[str, str]
-    scratch_dir: str  # a private, empty folder for this run (downloads, a cold index cache)
-    warm_cache_dir: str  # s3ecephys' index cache, filled before the runs
-    references_dir: str  # kerchunk references, built before the runs
-    layouts_file: str  # chunk tables from the local files (for the ideal reader)
-    local_files: dict[str, str]  # role -> the local file the S3 object was uploaded from
-
-    def url(self, role: str) -> str:
-        return f"s3://{self.bucket}/{self.keys[role]}"
-
-    def http_url(self, role: str) -> str:
-        return f"{self.endpoint_url}/{self.bucket}/{self.keys[role]}"
-
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        return {"anon": True, "endpoint_url": self.endpoint_url}
-
-    def references_file(self, role: str) -> Path:
-        return Path(self.references_dir) / f"{role}.json"
-
-
-class Method:
-    """A way of reading; subclasses say how to open a file and read what workloads ask for."""
-
-    name = ""
-    label = ""
-    # Why a workload kind cannot be measured for this method (kind -> reason), if so.
-    not_applicable: dict[str, str] = {}
-    # Whether the method's answers are values read from the file, to be checked against the
-    # reference; a method that only moves bytes has nothing to check.
-    decodes = True
-
-    def __init__(self, context: Context):
-        self.context = context
-
-    def import_modules(self) -> None:
-        """Import what the method uses, before the clock and the memory baseline start."""
-
-    def open(self, role: str) -> Any:
-        raise NotImplementedError
-
-    def close(self, handle: Any) -> None:
-        close = getattr(handle, "close", None)
-        if close is not None:
-            close()
-
-    def dataset(self, handle: Any, path: str) -> Any:
-        return handle[path]
-
-    def metadata(self, handle: Any, path: str) -> dict[str, Any]:
-        dataset = self.dataset(handle, path)
-        attributes = {name: dataset.attrs[name] for name in dataset.attrs}
-        return {
-            "shape": tuple(dataset.shape),
-            "dtype": str(dataset.dtype),
-            "chunks": tuple(dataset.chunks) if dataset.chunks else None,
-            "attributes": sorted(attributes),
-        }
-
-    def read_box(self, handle: Any, path: str, box: tuple[tuple[int, int], ...]) -> np.ndarray:
-        return self.dataset(handle, path)[tuple(slice(start, stop) for start, stop in box)]
-
-    def read_ragged(
-        self, handle: Any, data_path: str, index_path: str, units: tuple[int, ...]
-    ) -> list[np.ndarray]:
-        """The runs of a ragged column: its index, then one slice per unit, one after another."""
-        ends = self.dataset(handle, index_path)[()]
-        data = self.dataset(handle, data_path)
-        return [data[(int(ends[u - 1]) if u else 0) : int(ends[u])] for u in units]
-
-    def channel_rms(self, handle: Any, path: str) -> np.ndarray:
-        """Per-column RMS of a 2-D dataset with dask over the method's array (one lock: h5py
-        objects are not thread-safe), in blocks of whole chunk rows and all columns."""
-        import dask.array as da
-
-        dataset = self.dataset(handle, path)
-        array = da.from_array(dataset, chunks=self.dask_chunks(dataset), lock=True)
-        return _rms(array)
-
-    def dask_chunks(self, dataset: Any) -> tuple[int, int]:
-        rows, columns = dataset.shape
-        chunk_rows = dataset.chunks[0] if dataset.chunks else 1
-        per_row = columns * dataset.dtype.itemsize
-        block_rows = max(chunk_rows, DASK_BLOCK_BYTES // per_row // chunk_rows * chunk_rows)
-        return (min(rows, block_rows), columns)
-
-    def own_stats(self, handle: Any) -> dict[str, int] | None:
-        """The method's own count of requests, bytes and round trips, if it keeps one."""
-        return None
-
-    def settings(self) -> dict[str, Any]:
-        """The settings that matter for the figures (block sizes, cache types ...)."""
-        return {}
-
-
-def _rms(array: Any) -> np.ndarray:
-    import dask.array as da
-
-    squares = (array.astype(np.float64) ** 2).mean(axis=0)
-    return da.sqrt(squares).compute()
-
 
 # -- s3ecephys ------------------------------------------------------------------------------------
 
 
 class S3ecephys(Method):
-    """s3ecephys' engine: cached index, one concurrent fetch per read."""
+    """s3ecephys through its public API only, as a user's script calls it: ``import s3ecephys``
+    (outside the clock), then ``s3ecephys.open_hdf5(url, storage_options=...)``, ``ds[...]``,
+    ``ds.read_many([...])`` and ``to_dask()``. Everything the package imports lazily (s3fs,
+    aiobotocore, h5py to index a file, dask) and every client it creates is inside the clock. The
+    index cache is the default one, ``$S3ECEPHYS_CACHE_DIR``, which points at this run's private
+    folder: empty here (cold), or a copy of a prebuilt cache (the warm methods below)."""
 
     name = "s3ecephys-cold"
     label = "s3ecephys, cold (empty index cache)"
 
+    def environment(self) -> dict[str, str]:
+        return {"S3ECEPHYS_CACHE_DIR": str(self.context.index_cache)}
+
     def import_modules(self) -> None:
-        import s3fs  # noqa: F401
-
-        import s3ecephys.hdf5  # noqa: F401
-        import s3ecephys.hdf5.indexer  # noqa: F401
-
-    def cache_dir(self) -> str:
-        return str(Path(self.context.scratch_dir) / "index-cache")
+        import s3ecephys  # noqa: F401
 
     def open(self, role: str) -> Any:
-        from s3ecephys.hdf5 import open_hdf5
+        import s3ecephys
 
-        return open_hdf5(
-            self.context.url(role),
-            storage_options=self.context.storage_options,
-            cache_dir=self.cache_dir(),
+        return s3ecephys.open_hdf5(
+            self.context.url(role), storage_options=self.context.storage_options
         )
-
-    def metadata(self, handle: Any, path: str) -> dict[str, Any]:
-        return super().metadata(handle, path)
 
     def read_ragged(
         self, handle: Any, data_path: str, index_path: str, units: tuple[int, ...]
     ) -> list[np.ndarray]:
         ends = handle[index_path][()]
         slices = [slice(int(ends[u - 1]) if u else 0, int(ends[u])) for u in units]
-        # All runs in one concurrent fetch: the engine's call for ragged columns.
-        return handle[data_path].read_slices(slices)
+        # All runs in one concurrent wave: the public call for several selections at once.
+        return handle[data_path].read_many(slices)
 
     def channel_rms(self, handle: Any, path: str) -> np.ndarray:
-        return _rms(handle[path].to_dask())
+        return rms(handle[path].to_dask())
 
     def own_stats(self, handle: Any) -> dict[str, int] | None:
         stats = handle.store.stats
@@ -181,11 +69,22 @@ class S3ecephys(Method):
 
 
 class S3ecephysWarm(S3ecephys):
-    name = "s3ecephys-warm"
-    label = "s3ecephys, warm (index cached)"
+    """The index kept by one earlier ``open_hdf5`` of the file in another process, nothing else:
+    a dataset's chunk table, which the open leaves for the first read, is read by this run."""
 
-    def cache_dir(self) -> str:
-        return self.context.warm_cache_dir
+    name = "s3ecephys-warm"
+    label = "s3ecephys, warm (index of one earlier open)"
+    prebuilt_index = "s3ecephys-open"
+
+
+class S3ecephysWarmTables(S3ecephys):
+    """The index and the chunk tables kept by an earlier process: what a script finds after an
+    earlier run that read the same datasets (the library keeps each table it reads beside the
+    index), built once with ``open_hdf5`` + ``f.load_chunk_tables()``."""
+
+    name = "s3ecephys-warm-tables"
+    label = "s3ecephys, warm (index and chunk tables of an earlier run)"
+    prebuilt_index = "s3ecephys-tables"
 
 
 # -- h5py over a file object ----------------------------------------------------------------------
@@ -296,6 +195,7 @@ class Kerchunk(Method):
 
     name = "kerchunk"
     label = "kerchunk refs + zarr (refs prebuilt)"
+    prebuilt_index = "kerchunk"
 
     def import_modules(self) -> None:
         import fsspec.implementations.reference  # noqa: F401
@@ -329,7 +229,7 @@ class Kerchunk(Method):
         import dask.array as da
 
         array = handle[path]
-        return _rms(da.from_zarr(array, chunks=self.dask_chunks(array)))
+        return rms(da.from_zarr(array, chunks=self.dask_chunks(array)))
 
 
 def build_references(context: Context, role: str) -> dict[str, Any]:
@@ -422,6 +322,9 @@ METHODS: dict[str, type[Method]] = {
     for method in (
         S3ecephys,
         S3ecephysWarm,
+        S3ecephysWarmTables,
+        H5coro,
+        Pyfive,
         H5pyOverS3fs,
         H5pyOverS3fsBlockCache,
         H5pyOverRemfile,
@@ -436,6 +339,9 @@ ALL_METHODS = tuple(METHODS)
 QUICK_METHODS = (
     "s3ecephys-cold",
     "s3ecephys-warm",
+    "s3ecephys-warm-tables",
+    "h5coro",
+    "pyfive",
     "h5py-s3fs",
     "h5py-s3fs-2mib",
     "ideal",

@@ -4,7 +4,7 @@
 
 Steps: write (or reuse) the synthetic dataset; upload its LFP file and session file to a local S3;
 put a :class:`~benchmarks.latency_proxy.LatencyProxy` in front of it; build the one-time indexes
-(s3ecephys' index cache for the *warm* runs, kerchunk's references) through the proxy, measured;
+(s3ecephys' index caches for the *warm* runs, kerchunk's references) through the proxy, measured;
 then, for each workload and method, run one worker process (:mod:`benchmarks.worker`) and
 attribute the proxy's request records to its *open* and *read* phases. Results go to a JSON file
 and a Markdown table beside it (:mod:`benchmarks.report`).
@@ -28,6 +28,7 @@ from typing import Any
 from benchmarks.chunk_index import DatasetLayout
 from benchmarks.dataset import DEFAULT_CACHE_DIR, BenchmarkFiles, locate_files, prepare_dataset
 from benchmarks.latency_proxy import LatencyProxy, RequestRecord, records_between, summarize
+from benchmarks.method_base import INDEX_CACHE_FOLDER
 from benchmarks.methods import ALL_METHODS, METHODS, QUICK_METHODS
 from benchmarks.report import environment, write_markdown
 from benchmarks.workloads import ALL_WORKLOADS, Workload, plan_workloads, same_result
@@ -215,6 +216,10 @@ def measure(
             "read": read[1] - read[0],
             "total": read[1] - opened[0],
         }
+        again = result["phases"].get("again")
+        if again is not None:
+            result["proxy"]["again"] = _phase_traffic(records, again)
+            result["wall"]["again"] = again[1] - again[0]
     result["proxy_errors"] = proxy.errors[-5:]
     return result
 
@@ -329,8 +334,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     "sizes": sizes,
                     "etags": etags,
                     "scratch_dir": "",
-                    "warm_cache_dir": str(workdir / "warm-index-cache"),
-                    "references_dir": str(workdir / "kerchunk"),
+                    "index_dir": str(workdir / "indexes"),
                     "layouts_file": str(layouts_file),
                     "local_files": {role: str(files.local(roles[role])) for role in needed_roles},
                 }
@@ -367,32 +371,40 @@ def _build_indexes(
     roles: set[str],
     workdir: Path,
 ) -> list[dict[str, Any]]:
-    """The one-time index builds the warm methods rely on, measured like any run."""
+    """The one-time index builds the methods rely on (their ``prebuilt_index``), each in a
+    process of its own through the proxy, measured like any run."""
     builds = []
-    wanted = []
-    if "s3ecephys-warm" in arguments.methods:
-        wanted.append("s3ecephys")
-    if "kerchunk" in arguments.methods:
-        wanted.append("kerchunk")
-    for method in wanted:
+    wanted = sorted({METHODS[name].prebuilt_index for name in arguments.methods} - {None})
+    for build in wanted:
         for role in sorted(roles):
-            log(f"building the {method} index of the {role} file (one-time, through the proxy)")
+            log(f"building the {build} index of the {role} file (one-time, through the proxy)")
             scratch = workdir / "scratch"
             scratch.mkdir(exist_ok=True)
             job = {
                 "task": "index",
-                "method": method,
+                "method": build,
                 "role": role,
                 "context": {**context, "scratch_dir": str(scratch)},
             }
             result = measure(proxy, job, workdir, arguments.index_timeout)
             # A worker that timed out or crashed reported nothing about itself.
-            result.update(method=method, role=role)
+            result.update(method=build, role=role)
             shutil.rmtree(scratch, ignore_errors=True)
             if result.get("error"):
                 log(f"  failed: {result['error']}")
             builds.append(result)
     return builds
+
+
+def _prepare_scratch(scratch: Path, context: dict[str, Any], method: str) -> None:
+    """An empty private folder for one run; for a method that reads through a prebuilt s3ecephys
+    index cache, a copy of it there, so that what one run adds to the cache (a chunk table it
+    read) is not found by the next."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    build = METHODS[method].prebuilt_index
+    if build is not None and build.startswith("s3ecephys"):
+        shutil.copytree(Path(context["index_dir"]) / build, scratch / INDEX_CACHE_FOLDER)
 
 
 def _run_all(
@@ -412,9 +424,9 @@ def _run_all(
     for workload in workloads:
         for name in arguments.methods:
             reason = NOT_APPLICABLE.get((name, workload.kind))
-            index_method = {"s3ecephys-warm": "s3ecephys", "kerchunk": "kerchunk"}.get(name)
-            if reason is None and (index_method, workload.file) in failed_builds:
-                reason = f"its index build failed: {failed_builds[(index_method, workload.file)]}"
+            build = METHODS[name].prebuilt_index
+            if reason is None and (build, workload.file) in failed_builds:
+                reason = f"its index build failed: {failed_builds[(build, workload.file)]}"
             row: dict[str, Any] = {
                 "method": name,
                 "workload": workload.name,
@@ -429,8 +441,7 @@ def _run_all(
             repeats = []
             for _ in range(max(1, arguments.repeats)):
                 scratch = workdir / "scratch"
-                shutil.rmtree(scratch, ignore_errors=True)
-                scratch.mkdir()
+                _prepare_scratch(scratch, context, name)
                 job = {
                     "method": name,
                     "workload": workload.to_dict(),

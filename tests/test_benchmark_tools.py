@@ -238,7 +238,8 @@ def test_s3_clients_work_through_the_proxy(local_s3, tmp_path):
 
 @pytest.fixture(scope="module")
 def small_hdf5(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A chunked gzip 2-D dataset (edge chunks included) and a contiguous 1-D one."""
+    """A chunked gzip 2-D dataset (edge chunks included), a contiguous 1-D one, and the ends of
+    its runs (a ragged column's index)."""
     import h5py
     import numpy as np
 
@@ -253,6 +254,8 @@ def small_hdf5(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shuffle=True,
         )
         handle["flat"] = np.arange(5000, dtype="f8")
+        handle["flat_ends"] = np.array([10, 400, 2500, 5000], dtype="i8")
+        handle["grid"].attrs["unit"] = "volts"
     return path
 
 
@@ -264,6 +267,20 @@ def test_the_decode_floor_inflates_every_stored_chunk_once(small_hdf5):
     assert cost.chunks == 77
     assert cost.inflated_bytes == 77 * 100 * 4
     assert 0 < cost.stored_bytes < cost.inflated_bytes * 1.1 and cost.cpu_seconds >= 0
+
+
+def test_the_decode_floor_compares_the_installed_inflaters(small_hdf5):
+    from benchmarks.decode_floor import candidates, stored_chunks, time_inflater
+
+    stored, raw_size = stored_chunks(small_hdf5, "grid")
+    assert (len(stored), raw_size) == (77, 400)
+    inflaters = candidates()
+    assert {"zlib", "libdeflate", "s3ecephys"} <= set(inflaters)
+    for name, inflater in inflaters.items():
+        timing = time_inflater(name, inflater, stored, raw_size, repeats=1)  # checks the bytes
+        assert timing.cpu_seconds >= 0 and timing.wall_two_threads > 0
+    with pytest.raises(AssertionError, match="differently"):
+        time_inflater("broken", lambda body, size: b"x", stored, raw_size, repeats=1)
 
 
 def test_bytes_needed_are_the_chunks_a_box_touches(small_hdf5):
@@ -335,6 +352,171 @@ def test_the_raw_transfer_sends_the_ideal_readers_requests_and_decodes_nothing(s
     assert raw.store.stats.requests == len(requests) and raw.store.stats.round_trips == 1
     for reader in readers:
         reader.close()
+
+
+@pytest.fixture(scope="module")
+def small_on_s3(local_s3, small_hdf5, tmp_path_factory: pytest.TempPathFactory):
+    """The small file on the local S3 (no checksums, as the runner uploads), and a Context whose
+    prebuilt indexes are built on demand under a private folder."""
+    from benchmarks.method_base import Context
+    from benchmarks.run import _upload_client
+
+    key = "benchmark-tools/small.h5"
+    client = _upload_client(local_s3)
+    client.upload_file(str(small_hdf5), local_s3.bucket, key)
+    head = client.head_object(Bucket=local_s3.bucket, Key=key)
+    folder = tmp_path_factory.mktemp("benchmark-context")
+    return Context(
+        endpoint_url=local_s3.endpoint_url,
+        bucket=local_s3.bucket,
+        keys={"small": key},
+        sizes={"small": head["ContentLength"]},
+        etags={"small": head["ETag"]},
+        scratch_dir=str(folder / "scratch"),
+        index_dir=str(folder / "indexes"),
+        layouts_file="",
+        local_files={"small": str(small_hdf5)},
+    )
+
+
+# dask names a pyfive dataset by pickling it; the copy's file wrapper fails when it is collected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("name", ["s3ecephys-cold", "h5coro", "pyfive"])
+def test_the_native_readers_read_what_h5py_reads(name, small_on_s3, small_hdf5, monkeypatch):
+    import h5py
+    import numpy as np
+
+    from benchmarks.methods import METHODS
+
+    method = METHODS[name](small_on_s3)
+    for variable, value in method.environment().items():
+        monkeypatch.setenv(variable, value)
+    method.import_modules()
+    with h5py.File(small_hdf5, "r") as reference:
+        grid, flat = reference["grid"], reference["flat"]
+        expected_runs = [flat[0:10], flat[400:2500], flat[2500:5000]]
+        expected_rms = np.sqrt((grid[()].astype("f8") ** 2).mean(axis=0))
+        expected_box = grid[150:1050, 2:5]
+        expected_meta = (grid.shape, str(grid.dtype), grid.chunks)
+        expected_flat = flat[()]
+    # One handle per read, as in the benchmark (one workload per process): h5coro 1.0.7 appends
+    # a dataset's chunk dimensions again each time it inspects it, and reading a dataset
+    # inspected twice fails.
+    reads = {
+        "meta": lambda h: method.metadata(h, "grid"),
+        "box": lambda h: method.read_box(h, "grid", ((150, 1050), (2, 5))),
+        "flat": lambda h: method.read_box(h, "flat", ((0, 5000),)),
+        "runs": lambda h: method.read_ragged(h, "flat", "flat_ends", (0, 2, 3)),
+        "rms": lambda h: method.channel_rms(h, "grid"),
+    }
+    values = {}
+    for what, read in reads.items():
+        handle = method.open("small")
+        try:
+            values[what] = read(handle)
+        finally:
+            method.close(handle)
+    meta = values["meta"]
+    assert (tuple(meta["shape"]), meta["dtype"], tuple(meta["chunks"])) == expected_meta
+    assert meta["attributes"] == ["unit"]
+    assert np.array_equal(values["box"], expected_box)
+    assert np.array_equal(values["flat"], expected_flat)
+    assert [r.tolist() for r in values["runs"]] == [r.tolist() for r in expected_runs]
+    assert np.allclose(values["rms"], expected_rms)
+
+
+def test_h5coro_still_misreads_a_contiguous_hyperslice_that_does_not_start_at_zero(small_hdf5):
+    """Why the h5coro method reads a contiguous ragged column whole (benchmarks.native_readers):
+    when this fails, h5coro reads such slices right and the runs can be read as hyperslices."""
+    import numpy as np
+    from h5coro import filedriver, h5coro
+
+    reader = h5coro.H5Coro(str(small_hdf5), filedriver.FileDriver)
+    values = reader.readDatasets([{"dataset": "flat", "hyperslice": [[400, 410]]}])["flat"]
+    reader.close()
+    assert values.shape == (10,)
+    assert not np.array_equal(values, np.arange(400, 410, dtype="f8"))
+
+
+def test_s3ecephys_runs_import_nothing_but_s3ecephys_before_the_clock():
+    """Whatever s3ecephys imports lazily (s3fs, botocore, h5py, dask) is its measured cost."""
+    script = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import s3ecephys\n"
+        "user = set(sys.modules)\n"
+        "from benchmarks.methods import METHODS\n"
+        "after_harness = set(sys.modules)\n"
+        "for name in ('s3ecephys-cold', 's3ecephys-warm', 's3ecephys-warm-tables'):\n"
+        "    METHODS[name](None).import_modules()\n"
+        "print(sorted(set(sys.modules) - after_harness))\n"
+        "print(sorted(m for m in after_harness - user if m.split('.')[0] != 'benchmarks'))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    added_by_methods, added_by_harness = completed.stdout.splitlines()
+    assert added_by_methods == "[]"
+    assert added_by_harness == "[]"
+
+
+def test_a_worker_reports_its_own_peak_memory_not_its_parents():
+    import resource
+
+    ballast = bytearray(64 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    completed = subprocess.run(
+        [sys.executable, "-c", "from benchmarks.worker import _peak_rss; print(_peak_rss())"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    del ballast
+    # getrusage's maximum survives exec: a child would report at least the parent's peak.
+    assert int(completed.stdout) < parent_peak - 32 * 2**20
+
+
+def test_warm_runs_read_through_a_fresh_copy_of_their_prebuilt_index(tmp_path):
+    from benchmarks.methods import METHODS
+    from benchmarks.run import _prepare_scratch
+
+    built = tmp_path / "indexes" / "s3ecephys-open"
+    built.mkdir(parents=True)
+    (built / "index.bin").write_bytes(b"index")
+    context = {"index_dir": str(tmp_path / "indexes")}
+    scratch = tmp_path / "scratch"
+    _prepare_scratch(scratch, context, "s3ecephys-warm")
+    (scratch / "index-cache" / "table.bin").write_bytes(b"a chunk table the run read")
+    _prepare_scratch(scratch, context, "s3ecephys-warm")
+    assert sorted(p.name for p in (scratch / "index-cache").iterdir()) == ["index.bin"]
+    _prepare_scratch(scratch, context, "s3ecephys-cold")
+    assert list(scratch.iterdir()) == []
+    assert {METHODS[n].prebuilt_index for n in METHODS} == {
+        None,
+        "s3ecephys-open",
+        "s3ecephys-tables",
+        "kerchunk",
+    }
+
+
+def test_the_first_read_of_a_process_is_reported_beside_the_second():
+    from benchmarks.report import _first_read
+
+    run = _ok_run("s3ecephys-warm", 0.5, {})
+    run.update(workload="W2")
+    run["wall"]["again"] = 0.1
+    failed = {"method": "h5coro", "workload": "W2", "status": "error", "error": "x"}
+    results = {
+        "workloads": [{"name": "W2", "title": "LFP 1 s × all channels", "repeat": True}],
+        "runs": [run, failed],
+    }
+    lines = _first_read(results)
+    assert lines[0] == "## First read in a fresh process (W2: LFP 1 s × all channels)"
+    assert "| s3ecephys-warm | 0.500 | 1 | 36 | 300 | 0.100 | 0.400 |" in lines
+    assert not any("h5coro" in line for line in lines)
+    assert _first_read({"workloads": [{"name": "W3"}], "runs": [run]}) == []
 
 
 def test_raw_get_runs_only_w7_and_is_in_every_default_method_list():
@@ -444,7 +626,8 @@ def test_the_quick_benchmark_runs_end_to_end(tmp_path):
     }
     w7 = next(r for r in raw if r["workload"] == "W7")
     assert w7["proxy"]["all"]["bytes"] >= w7["needed_bytes"] and "matches_reference" not in w7
-    assert {r["dask_threads"] for r in results["runs"] if r["status"] == "ok"} == {3}
+    w7 = [r for r in results["runs"] if r["workload"] == "W7" and r["status"] == "ok"]
+    assert {r["dask_threads"] for r in w7} == {3}
     markdown = out.with_suffix(".md").read_text()
     assert "3 dask threads" in markdown.splitlines()[0]
     assert re.search(r"^\| raw-get \| [\d.]+ \| [\d.]+ \| 100 % \|$", markdown, re.MULTILINE)
