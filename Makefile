@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := demo,test,dev,plot,notebook,distributed
+# benchmark: the tests check the benchmark's readers (h5coro, pyfive, kerchunk) against h5py.
+EXTRAS := demo,test,dev,plot,notebook,distributed,benchmark
 STAMP := $(VENV)/.installed
 # Known-good versions: without them pip's resolver can backtrack for many minutes (dask, s3fs).
 CONSTRAINTS := constraints.txt
