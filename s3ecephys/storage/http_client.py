@@ -171,14 +171,18 @@ _clients_lock = threading.Lock()
 def anonymous_client(
     endpoint_url: str | None, region: str, connections: int, connect: float
 ) -> AnonymousS3Client:
-    """The process's client for these settings on the running event loop."""
+    """The process's client for these settings on the running event loop: the stdlib HTTP/1.1
+    client of :mod:`~s3ecephys.storage.http_light`, which spares importing aiohttp and hands to
+    this module's aiohttp client only what it cannot serve (proxies)."""
+    from s3ecephys.storage.http_light import LightS3Client
+
     loop = asyncio.get_running_loop()
     key = (id(loop), endpoint_url, region, connections, connect)
     with _clients_lock:
         known = _clients.get(key)
         if known is None or known[0] is not loop:
-            known = _clients[key] = (loop, AnonymousS3Client(endpoint_url, region, connections,
-                                                             connect))
+            known = _clients[key] = (loop, LightS3Client(endpoint_url, region, connections,
+                                                         connect))
         return known[1]
 
 
