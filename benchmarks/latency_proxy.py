@@ -482,7 +482,8 @@ class LatencyProxy:
             for writer in (client_writer, upstream[1] if upstream else None):
                 if writer is not None:
                     writer.close()
-                    with contextlib.suppress(Exception):
+                    # A handler cancelled at shutdown may be cancelled again while it closes.
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         await writer.wait_closed()
             if task is not None:
                 self._handlers.discard(task)
