@@ -528,6 +528,23 @@ class LatencyProxy:
                 break
             # An interim response (100 Continue the upstream sent anyway): pass it on, read on.
             client_writer.write(response_raw)
+        def record(response_bytes: int, stalled: bool = False) -> None:
+            self._record(
+                RequestRecord(
+                    connection=connection,
+                    method=method,
+                    target=target,
+                    range=request.header("range"),
+                    status=status,
+                    start=started,
+                    end=time.monotonic(),
+                    response_bytes=response_bytes,
+                    request_bytes=request_bytes,
+                    response_head_bytes=len(response_raw),
+                    stalled=stalled,
+                )
+            )
+
         # The latency: each request's answer waits before it starts on its way back.
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -551,40 +568,14 @@ class LatencyProxy:
             with contextlib.suppress(ConnectionError):
                 while await client_reader.read(_PIECE):
                     pass
-            self._record(
-                RequestRecord(
-                    connection=connection,
-                    method=method,
-                    target=target,
-                    range=request.header("range"),
-                    status=status,
-                    start=started,
-                    end=time.monotonic(),
-                    response_bytes=response_bytes,
-                    request_bytes=request_bytes,
-                    response_head_bytes=len(response_raw),
-                    stalled=True,
-                )
-            )
+            record(response_bytes, stalled=True)
             return False
         if _response_has_body(method, status):
             response_bytes = await _relay_body(
                 response, upstream_reader, client_writer, until_close=True, pacers=pacers
             )
         await client_writer.drain()
-        record = RequestRecord(
-            connection=connection,
-            method=method,
-            target=target,
-            range=request.header("range"),
-            status=status,
-            start=started,
-            end=time.monotonic(),
-            response_bytes=response_bytes,
-            request_bytes=request_bytes,
-            response_head_bytes=len(response_raw),
-        )
-        self._record(record)
+        record(response_bytes)
         framed = response.is_chunked() or response.content_length() is not None
         no_body = not _response_has_body(method, status)
         return not (

@@ -13,21 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from synthetic_specs import TINY
 
 from s3ecephys import EcephysSession
 from s3ecephys.allen import manifest
 from s3ecephys.synthetic import SyntheticSpec, write_dataset
 from s3ecephys.synthetic.nwb_versions import specifications_2_2_2
 
-# Small enough to write twice in a few seconds; the stimulus schedule still fits.
-TINY = SyntheticSpec(
-    sessions=2,
-    probes_per_session=2,
-    channels_per_probe=48,
-    units_per_probe=4,
-    duration=30.0,
-    presentations_per_block=2,
-)
 SEED = 5
 ELECTRODES = "general/extracellular_ephys/electrodes"
 CACHED_NAMESPACES_2_2_2 = {"core": "2.2.2", "hdmf-common": "1.1.3", "ndx-aibs-ecephys": "0.2.0"}

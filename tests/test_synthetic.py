@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from h5py._hl.filters import guess_chunk
+from synthetic_specs import TINY
 
 from s3ecephys.allen import manifest
 from s3ecephys.synthetic import SyntheticSpec, write_dataset
@@ -23,15 +24,6 @@ from s3ecephys.synthetic.catalog import build_catalog
 
 ELECTRODES = "general/extracellular_ephys/electrodes"
 RAGGED_UNIT_COLUMNS = ("spike_times", "spike_amplitudes", "waveform_mean")
-# Small enough to write three times in a few seconds; the schedule of stimuli still fits.
-TINY = SyntheticSpec(
-    sessions=2,
-    probes_per_session=2,
-    channels_per_probe=48,
-    units_per_probe=4,
-    duration=30.0,
-    presentations_per_block=2,
-)
 
 
 @pytest.fixture(scope="module")
