@@ -69,8 +69,9 @@ class S3ecephys(Method):
 
 
 class S3ecephysWarm(S3ecephys):
-    """The index kept by one earlier ``open_hdf5`` of the file in another process, nothing else:
-    a dataset's chunk table, which the open leaves for the first read, is read by this run."""
+    """The index kept by one earlier ``open_hdf5`` of the file in another process, nothing else
+    (that process then exits): whatever that open keeps — since issue 16 also the chunk tables
+    it reads in the background after returning, which its exit waits for."""
 
     name = "s3ecephys-warm"
     label = "s3ecephys, warm (index of one earlier open)"

@@ -184,7 +184,10 @@ def _worker(job: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any
             "traceback": completed.stderr[-3000:],
             "started": began,
         }
-    return json.loads(result_file.read_text())
+    result = json.loads(result_file.read_text())
+    # CLOCK_MONOTONIC is system-wide on Linux: comparable with the worker's phase times.
+    result["exited"] = time.monotonic()
+    return result
 
 
 def _phase_traffic(records: list[RequestRecord], phase: list[float]) -> dict[str, Any]:
@@ -220,6 +223,12 @@ def measure(
         if again is not None:
             result["proxy"]["again"] = _phase_traffic(records, again)
             result["wall"]["again"] = again[1] - again[0]
+        # What the process still did once the timed work was over, until it exited (for
+        # s3ecephys: the chunk tables an open reads in the background and keeps).
+        end = max(phase[1] for phase in result["phases"].values())
+        if "exited" in result:
+            result["proxy"]["after"] = _phase_traffic(records, [end + 1e-9, result["exited"]])
+            result["wall"]["after"] = result["exited"] - end
     result["proxy_errors"] = proxy.errors[-5:]
     return result
 

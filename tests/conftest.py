@@ -15,6 +15,7 @@ import pytest
 from session_files import s3_project_cache
 
 from s3ecephys import EcephysProjectCache
+from s3ecephys.hdf5.table_prefetch import wait_for_pending
 from s3ecephys.storage.location import DEFAULT_PREFIX, DataLocation
 from s3ecephys.testing import LocalS3
 
@@ -37,6 +38,14 @@ def _is_aws(host: object) -> bool:
         return ipaddress.ip_address(name) in _METADATA_ADDRESSES
     except ValueError:
         return False
+
+
+@pytest.fixture(autouse=True)
+def background_reads_end_with_their_test() -> Iterator[None]:
+    """The chunk tables an open reads in the background are read before the next test starts
+    (else one test's walk could write into, or log into, the next one)."""
+    yield
+    assert wait_for_pending(), "a background chunk-table read did not finish within 10 s"
 
 
 @pytest.fixture(scope="session", autouse=True)

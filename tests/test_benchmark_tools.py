@@ -507,6 +507,8 @@ def test_the_first_read_of_a_process_is_reported_beside_the_second():
     run = _ok_run("s3ecephys-warm", 0.5, {})
     run.update(workload="W2")
     run["wall"]["again"] = 0.1
+    run["wall"]["after"] = 0.25
+    run["proxy"]["after"] = {"requests": 7, "bytes": 9000, "round_trips": 3}
     failed = {"method": "h5coro", "workload": "W2", "status": "error", "error": "x"}
     results = {
         "workloads": [{"name": "W2", "title": "LFP 1 s × all channels", "repeat": True}],
@@ -514,7 +516,10 @@ def test_the_first_read_of_a_process_is_reported_beside_the_second():
     }
     lines = _first_read(results)
     assert lines[0] == "## First read in a fresh process (W2: LFP 1 s × all channels)"
-    assert "| s3ecephys-warm | 0.500 | 1 | 36 | 300 | 0.100 | 0.400 |" in lines
+    assert (
+        "| s3ecephys-warm | 0.500 | 1 | 36 | 300 | 0.100 | 0.400 | 7 req, 3 RT, 0.250 s |"
+        in lines
+    )
     assert not any("h5coro" in line for line in lines)
     assert _first_read({"workloads": [{"name": "W3"}], "runs": [run]}) == []
 
@@ -569,7 +574,7 @@ def test_runs_that_decode_nothing_are_neither_the_reference_nor_checked():
     assert "matches_reference" not in raw
     assert [r["matches_reference"] for r in runs[1:]] == [True, False]
     assert {r["reference_method"] for r in runs[1:]} == {"ideal"}
-    assert [_row_cells(r, {})[-1] for r in runs] == ["not decoded", "same", "**DIFFERENT**"]
+    assert [_row_cells(r, {})[-2] for r in runs] == ["not decoded", "same", "**DIFFERENT**"]
 
 
 def test_w7_throughput_is_stated_as_a_share_of_raw_gets():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from s3ecephys.hdf5 import open_hdf5
+from s3ecephys.hdf5.table_prefetch import wait_for_pending
 from s3ecephys.storage.ranges import ObjectChangedError
 
 RATE = 1250  # LFP samples per second
@@ -107,6 +108,7 @@ def test_a_warm_open_of_a_replaced_object_fails_on_its_first_read_then_reindexes
     local_s3.put_object(key, lfp_file_bytes(seconds=2, seed=3)[0])
     url, options = local_s3.url(key), local_s3.storage_options
     open_hdf5(url, storage_options=options, cache_dir=tmp_path)
+    wait_for_pending()  # the chunk tables it reads after the open too, before the replacement
     content, data = lfp_file_bytes(seconds=3, seed=4)
     local_s3.put_object(key, content)
 

@@ -13,7 +13,7 @@ import functools
 import os
 import posixpath
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,6 +39,7 @@ def open_hdf5(
     cache_dir: str | os.PathLike[str] | None = None,
     *,
     revalidate: bool = False,
+    chunk_tables: Literal["background", "on-read", "now"] = "background",
 ) -> File:
     """Open the HDF5 file at ``url`` (``s3://bucket/key``, ``file://`` URL or local path).
 
@@ -50,7 +51,19 @@ def open_hdf5(
     (every read carries ``If-Match``), so if it was replaced meanwhile the first read raises
     :class:`~s3ecephys.storage.ranges.ObjectChangedError` and the next open indexes it again.
     ``revalidate=True`` asks for the object's version first (one HEAD).
+
+    ``chunk_tables``: when the chunk tables the index leaves out (those of large chunked
+    datasets, e.g. an LFP array: three round trips more) are read. ``"background"`` (default):
+    on S3, right after the open returns, on a background thread, and kept beside the index, so
+    that a first read in this process or any later one usually finds its table known (an
+    exiting interpreter waits up to 10 s for a walk under way); ``"on-read"``: by the first read
+    of each dataset; ``"now"``: all of them before the open returns (as
+    :meth:`File.load_chunk_tables`).
     """
+    if chunk_tables not in ("background", "on-read", "now"):
+        raise ValueError(
+            f"chunk_tables must be 'background', 'on-read' or 'now', not {chunk_tables!r}"
+        )
     store = RangeStore(url, storage_options)
     cache = IndexCache(cache_dir)
     index = None
@@ -67,7 +80,12 @@ def open_hdf5(
         index = _index_anew(store, cache)
         if store.is_s3:
             cache.remember(store, store.info())
-    return File(store, index, cache)
+    file = File(store, index, cache)
+    if chunk_tables == "now":
+        file.load_chunk_tables()
+    elif chunk_tables == "background" and store.is_s3:
+        file._chunk_tables.read_in_background(file._datasets())
+    return file
 
 
 def _index_anew(store: RangeStore, cache: IndexCache) -> FileIndex:
@@ -236,10 +254,13 @@ class File(Group):
         ``paths``), in one walk of all their B-trees; they are kept beside the index, so that no
         later open of this file version reads any metadata (e.g. before a cluster run)."""
         if paths is None:
-            entries = [e for e in self.index.objects.values() if isinstance(e, DatasetIndex)]
+            entries = self._datasets()
         else:
             entries = [self.index.objects[self.index.resolve(path)] for path in paths]
         self._chunk_tables.ensure(e for e in entries if isinstance(e, DatasetIndex))
+
+    def _datasets(self) -> list[DatasetIndex]:
+        return [e for e in self.index.objects.values() if isinstance(e, DatasetIndex)]
 
     def close(self) -> None:
         """Nothing to release (no file handle is held); for h5py-style ``with`` blocks."""

@@ -145,6 +145,10 @@ class IndexCache:
             return None
         return table
 
+    def chunk_table_path(self, store: RangeStore, info: ObjectInfo, name: str) -> Path:
+        """Where the chunk table of dataset ``name`` of this object version is kept."""
+        return self._beside_path(store, info, name, "chunks")
+
     def save_chunk_table(
         self, store: RangeStore, info: ObjectInfo, name: str, table: ChunkTable
     ) -> None:

@@ -191,6 +191,15 @@ class RangeStore:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
+    def twin(self) -> RangeStore:
+        """Another store of the same object and version, with request counts of its own (for
+        reads in the background that a caller's ``stats`` should not show)."""
+        twin = _rebuild_store(*self.__reduce__()[1])
+        if self._checked and self.expected is not None:
+            twin.pin(self.expected)
+        twin.on_changed = self.on_changed
+        return twin
+
     # -- object identity -------------------------------------------------------------------------
 
     def info(self) -> ObjectInfo:
