@@ -35,6 +35,8 @@ class Context:
     index_dir: str  # the one-time index builds, one folder each (see Method.prebuilt_index)
     layouts_file: str  # chunk tables from the local files (for the ideal reader)
     local_files: dict[str, str]  # role -> the local file the S3 object was uploaded from
+    # The S3 server's process (the runner measures its CPU time; workers do not use it).
+    server_pid: int | None = None
 
     def url(self, role: str) -> str:
         return f"s3://{self.bucket}/{self.keys[role]}"

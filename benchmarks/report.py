@@ -176,7 +176,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _throughput(results: dict[str, Any], workload: dict[str, Any]) -> list[str]:
     """The workload's successful runs as throughput, MB needed ÷ wall s, and that as a share of
     ``raw-get``'s: the same chunks through the same store at the same concurrency, not decoded,
-    so the raw concurrent-GET throughput of this server and proxy."""
+    so the raw concurrent-GET throughput of this server and proxy. Then where the CPU went: the
+    reader's and the serving side's (S3 server and proxy share the machine's cores here)."""
     needed = workload.get("needed_bytes")
     runs = [
         run
@@ -185,17 +186,40 @@ def _throughput(results: dict[str, Any], workload: dict[str, Any]) -> list[str]:
     ]
     if not needed or not runs:
         return []
+    cores = results.get("environment", {}).get("cpus") or 1
     raw = next((needed / _wall(run) for run in runs if run["method"] == "raw-get"), None)
     rows = []
     for run in runs:
         rate = needed / _wall(run)
         share = f"{100 * rate / raw:.0f} %" if raw else "–"
-        rows.append([run["method"], _seconds(_wall(run)), f"{rate / 1e6:.1f}", share])
+        reader, serving = run.get("read_cpu"), run.get("serving_cpu")
+        if reader is not None and serving is not None:
+            floor = (reader + serving) / cores
+            cpu = [f"{reader:.2f}", f"{serving:.2f}", f"{floor:.2f}", f"{_wall(run) / floor:.2f}×"]
+        else:
+            cpu = ["–"] * 4
+        rows.append([run["method"], _seconds(_wall(run)), f"{rate / 1e6:.1f}", share, *cpu])
     missing = "" if raw else " (no `raw-get` run to compare with)"
     return [
-        f"Throughput: {_mb(needed)} MB needed ÷ wall s{missing}.",
+        f"Throughput: {_mb(needed)} MB needed ÷ wall s{missing}. *reader CPU*: the worker "
+        "process's CPU seconds (all threads) in the read phase; *serving CPU*: the S3 server's "
+        "and the proxy's during the run; *CPU floor*: both over the machine's "
+        f"{cores} cores, the wall time if no core were ever idle; *wall ÷ floor* near 1: the run "
+        "is bound by this machine's CPU, shared with the serving side.",
         "",
-        *_table(["method", "wall s", "MB/s", "% of raw GET"], rows),
+        *_table(
+            [
+                "method",
+                "wall s",
+                "MB/s",
+                "% of raw GET",
+                "reader CPU s",
+                "serving CPU s",
+                "CPU floor s",
+                "wall ÷ floor",
+            ],
+            rows,
+        ),
         "",
     ]
 

@@ -195,6 +195,19 @@ def _phase_traffic(records: list[RequestRecord], phase: list[float]) -> dict[str
     return summary.to_dict()
 
 
+def _serving_cpu(server_pid: int | None) -> float | None:
+    """CPU seconds used so far by the serving side on this machine: the S3 server process and
+    this one (whose work while a worker runs is the proxy's); None where /proc is missing."""
+    if server_pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return server + time.process_time()
+
+
 def measure(
     proxy: LatencyProxy,
     job: dict[str, Any],
@@ -203,8 +216,13 @@ def measure(
 ) -> dict[str, Any]:
     """One worker run and the proxy's view of it, phase by phase."""
     proxy.reset()
+    server_pid = job["context"].get("server_pid")
+    serving_before = _serving_cpu(server_pid)
     result = _worker(job, workdir, timeout)
     time.sleep(_SETTLE)
+    serving_after = _serving_cpu(server_pid)
+    if serving_before is not None and serving_after is not None:
+        result["serving_cpu"] = serving_after - serving_before
     records = proxy.records()
     result["proxy_total"] = summarize(records).to_dict()
     if "phases" in result:
@@ -346,6 +364,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     "index_dir": str(workdir / "indexes"),
                     "layouts_file": str(layouts_file),
                     "local_files": {role: str(files.local(roles[role])) for role in needed_roles},
+                    # Whose CPU time is the serving side's (with this process: the proxy).
+                    "server_pid": s3.pid,
                 }
                 index_builds = _build_indexes(arguments, proxy, context, needed_roles, workdir)
                 runs = _run_all(arguments, proxy, context, workloads, index_builds, workdir)

@@ -12,6 +12,7 @@ extra over the second is the fixed cost a fresh process pays.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -58,6 +59,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         import dask
         import dask.array  # noqa: F401
 
+        with contextlib.suppress(ImportError):  # dask imports it on its first compute
+            import distributed  # noqa: F401
+
         if job.get("dask_threads"):
             dask.config.set(num_workers=job["dask_threads"])
         result["dask_threads"] = dask.config.get("num_workers", None)
@@ -68,9 +72,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     try:
         began = time.monotonic()
         handle = method.open(workload.file)
-        opened = time.monotonic()
+        opened, cpu_opened = time.monotonic(), time.process_time()
         value = _read(method, handle, workload)
         done = time.monotonic()
+        result["read_cpu"] = time.process_time() - cpu_opened  # all of this process's threads
         result["phases"] = {"open": [began, opened], "read": [opened, done]}
         result["own_stats"] = method.own_stats(handle)
         if workload.repeat:

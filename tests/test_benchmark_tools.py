@@ -577,22 +577,25 @@ def test_runs_that_decode_nothing_are_neither_the_reference_nor_checked():
     assert [_row_cells(r, {})[-2] for r in runs] == ["not decoded", "same", "**DIFFERENT**"]
 
 
-def test_w7_throughput_is_stated_as_a_share_of_raw_gets():
+def test_w7_throughput_is_stated_as_a_share_of_raw_gets_with_where_the_cpu_went():
     from benchmarks.report import _throughput
 
     workload = {"name": "W7", "needed_bytes": 300_000_000, "kind": "rms"}
+    ours = _ok_run("s3ecephys-warm", 4.0, {})
+    ours.update(read_cpu=5.0, serving_cpu=1.0)  # 6 CPU s on 2 cores: 3 s if never idle
     runs = [
-        _ok_run("s3ecephys-warm", 4.0, {}),
+        ours,
         _ok_run("raw-get", 2.0, {}, decodes=False),
         {"method": "kerchunk", "workload": "W7", "status": "n/a", "reason": "no references"},
     ]
-    lines = _throughput({"runs": runs}, workload)
-    assert lines[0] == "Throughput: 300 MB needed ÷ wall s."
-    assert "| s3ecephys-warm | 4.000 | 75.0 | 50 % |" in lines
-    assert "| raw-get | 2.000 | 150.0 | 100 % |" in lines
+    lines = _throughput({"runs": runs, "environment": {"cpus": 2}}, workload)
+    assert lines[0].startswith("Throughput: 300 MB needed ÷ wall s. *reader CPU*")
+    assert "| s3ecephys-warm | 4.000 | 75.0 | 50 % | 5.00 | 1.00 | 3.00 | 1.33× |" in lines
+    assert "| raw-get | 2.000 | 150.0 | 100 % | – | – | – | – |" in lines
     assert not any("kerchunk" in line for line in lines)
     alone = _throughput({"runs": runs[:1]}, workload)
-    assert "no `raw-get` run" in alone[0] and "| s3ecephys-warm | 4.000 | 75.0 | – |" in alone
+    assert "no `raw-get` run" in alone[0]
+    assert any(line.startswith("| s3ecephys-warm | 4.000 | 75.0 | – |") for line in alone)
 
 
 @pytest.mark.benchmark
@@ -635,5 +638,7 @@ def test_the_quick_benchmark_runs_end_to_end(tmp_path):
     assert {r["dask_threads"] for r in w7} == {3}
     markdown = out.with_suffix(".md").read_text()
     assert "3 dask threads" in markdown.splitlines()[0]
-    assert re.search(r"^\| raw-get \| [\d.]+ \| [\d.]+ \| 100 % \|$", markdown, re.MULTILINE)
+    # Reader and serving CPU measured for every W7 run (here on /proc), raw GETs included.
+    cpu = r"\| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$"
+    assert re.search(r"^\| raw-get \| [\d.]+ \| [\d.]+ \| 100 % " + cpu, markdown, re.MULTILINE)
     assert "python -m benchmarks.run" in completed.stdout

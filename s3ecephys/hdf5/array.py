@@ -12,6 +12,8 @@ then reads only the chunks that slice touches.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -23,8 +25,14 @@ from s3ecephys.hdf5.chunk_tables import LazyChunkTables
 from s3ecephys.hdf5.codecs import check_supported, filter_name
 from s3ecephys.hdf5.index import DEFLATE, FLETCHER32, SHUFFLE, DatasetIndex
 from s3ecephys.hdf5.planner import ReadPlan, plan_read
-from s3ecephys.hdf5.reader import UnreadableDatasetError, read_selection, read_selections
-from s3ecephys.hdf5.selection import select
+from s3ecephys.hdf5.reader import (
+    UnreadableDatasetError,
+    read_ahead,
+    read_selection,
+    read_selections,
+    was_read,
+)
+from s3ecephys.hdf5.selection import Selection, select
 from s3ecephys.hdf5.through_h5py import reads_through_h5py
 from s3ecephys.storage.ranges import RangeStore
 
@@ -33,6 +41,9 @@ if TYPE_CHECKING:
 
 # Decoded bytes per dask task when ``to_dask`` chooses the blocks.
 DEFAULT_TASK_BYTES = 16 * 2**20
+# Blocks a task of a dask scan fetches ahead: as many as the threads that read side by side
+# (dask's default on two cores), so that the one after those is in flight meanwhile.
+_AHEAD = 2
 
 
 class Dataset:
@@ -216,14 +227,25 @@ class Dataset:
         store = self._store
         info = store.info()
         name = "s3ecephys-" + tokenize(store.url, info.fingerprint, self.name, blocks)
-        graph = {}
         starts = [np.cumsum((0, *sizes[:-1])).tolist() for sizes in blocks]
+        sources = {}
         for position in itertools.product(*(range(len(sizes)) for sizes in blocks)):
             origin = tuple(starts[axis][i] for axis, i in enumerate(position))
             extent = tuple(blocks[axis][i] for axis, i in enumerate(position))
-            source = BlockSource(store, self._block_index(origin, extent), origin, extent)
+            block_index = self._block_index(origin, extent)
+            sources[position] = BlockSource(store, block_index, origin, extent)
+        graph = {}
+        for position, source in sources.items():
+            # The neighbours along the first axis, nearest first: a scan fetches ahead.
+            def along(steps: range, at: tuple[int, ...] = position) -> tuple[BlockSource, ...]:
+                near = [(at[0] + step, *at[1:]) for step in steps]
+                return tuple(sources[p] for p in near if p in sources)
+
+            before, after = along(range(-1, -_AHEAD - 1, -1)), along(range(1, _AHEAD + 1))
             key = (name, *position)
-            graph[key] = _getter_task(key, getter, source, tuple(slice(0, n) for n in extent))
+            index = tuple(slice(0, n) for n in source.shape)
+            task_source = replace(source, before=before, after=after)
+            graph[key] = _getter_task(key, getter, task_source, index)
         layer = HighLevelGraph.from_collections(name, graph, dependencies=())
         return da.Array(layer, name, blocks, dtype=dtype)
 
@@ -284,6 +306,15 @@ class BlockSource:
     dataset: DatasetIndex
     origin: tuple[int, ...]
     shape: tuple[int, ...]
+    # The blocks before and after this one along the first axis (nearest first): a read of this
+    # whole block right after its neighbour on one side fetches those on the other side ahead.
+    before: tuple[BlockSource, ...] = ()
+    after: tuple[BlockSource, ...] = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to another process (a worker: no read-ahead there), a task carries its own
+        # block's chunk rows, not its neighbours'.
+        return (BlockSource, (self.store, self.dataset, self.origin, self.shape))
 
     @property
     def dtype(self) -> np.dtype:
@@ -295,8 +326,27 @@ class BlockSource:
 
     def __getitem__(self, selection: Any) -> Any:
         chosen = select(selection, self.shape).shifted(self.origin, self.dataset.shape)
+        if chosen.counts == self.shape and (self.before or self.after) and _reads_ahead_here():
+            # dask may scan either way (its order often goes backwards): the way it goes is
+            # the side whose neighbour was read moments ago.
+            if self.after and self.after[0].was_read():
+                coming = self.before
+            elif self.before and self.before[0].was_read():
+                coming = self.after
+            else:
+                coming = ()
+            for block in coming:
+                read_ahead(self.store, block.dataset, block._whole())
         order = landing_order(self.dataset.chunks, self.shape)
         return read_selection(self.store, self.dataset, chosen, order=order)
+
+    def was_read(self) -> bool:
+        """Whether a read of this whole block began moments ago."""
+        return was_read(self.store, self.dataset, self._whole())
+
+    def _whole(self) -> Selection:
+        whole = select(tuple(slice(0, n) for n in self.shape), self.shape)
+        return whole.shifted(self.origin, self.dataset.shape)
 
 
 class StringView:
@@ -365,6 +415,21 @@ def landing_order(chunks: tuple[int, ...] | None, shape: tuple[int, ...]) -> str
     if chunks is None or len(shape) < 2:
         return "C"
     return "F" if min(chunks[0], shape[0]) > min(chunks[-1], shape[-1]) else "C"
+
+
+def _reads_ahead_here() -> bool:
+    """Whether this process reads a scan's blocks itself: not a worker process (multiprocessing,
+    or a distributed worker), whose neighbouring blocks usually go to other workers."""
+    if multiprocessing.parent_process() is not None:
+        return False
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return True
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return True
+    return False
 
 
 def _getter_task(key: tuple[Any, ...], getter: Any, source: BlockSource, index: tuple) -> Any:

@@ -73,6 +73,30 @@ def read_selections(
     return results
 
 
+def read_ahead(store: RangeStore, dataset: DatasetIndex, selection: Selection) -> None:
+    """Start fetching what :func:`read_selection` of the same arguments will fetch (a dataset
+    this engine decodes itself; see :mod:`s3ecephys.storage.read_ahead`)."""
+    ranges = _ranges(dataset, selection)
+    if ranges:
+        store.read_ahead(ranges, views=True)
+
+
+def was_read(store: RangeStore, dataset: DatasetIndex, selection: Selection) -> bool:
+    """Whether :func:`read_selection` of the same arguments began moments ago (S3)."""
+    ranges = _ranges(dataset, selection)
+    return bool(ranges) and store.was_asked(ranges, views=True)
+
+
+def _ranges(dataset: DatasetIndex, selection: Selection) -> list[tuple[int, int]]:
+    """The byte ranges a read of ``selection`` fetches (none when it fetches otherwise)."""
+    if dataset.inline is not None or dataset.unreadable is not None:
+        return []
+    if reads_through_h5py(dataset):
+        return []
+    plan = plan_read(dataset, selection)
+    return [(piece.offset, piece.size) for piece in plan.pieces if piece.offset is not None]
+
+
 def _allocate(
     dataset: DatasetIndex, selection: Selection, needs_fill: bool, order: str
 ) -> np.ndarray:

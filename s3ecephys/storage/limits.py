@@ -156,5 +156,8 @@ _health_lock = threading.Lock()
 
 def endpoint_health(endpoint: str) -> EndpointHealth:
     """The one :class:`EndpointHealth` of ``endpoint`` in this process."""
+    known = _health.get(endpoint)  # every request asks: no lock, nothing built, once known
+    if known is not None:
+        return known
     with _health_lock:
         return _health.setdefault(endpoint, EndpointHealth())

@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from s3ecephys.storage import read_ahead
 from s3ecephys.storage.assembly import (
     DEFAULT_GAP,
     DEFAULT_MAX_REQUEST,
@@ -72,6 +72,7 @@ from s3ecephys.storage.objects import (
     RequestStats,
     ShortReadError,
 )
+from s3ecephys.storage.read_ahead import InFlight
 
 __all__ = [
     "DEFAULT_GAP",
@@ -267,6 +268,10 @@ class RangeStore:
         the rest are still on the way. Stopping early (``close()``, an error in the consumer)
         cancels the requests still running.
         """
+        if self.is_s3 and self.expected is not None and ranges:
+            ahead = read_ahead.take(self._ahead_key(ranges, views))
+            if ahead is not None:
+                return ahead.batches()
         assembly = self._assemble(ranges, views)
         if self.is_s3 and assembly.requests:
             return self._stream(assembly)
@@ -418,7 +423,11 @@ class RangeStore:
         return ObjectInfo(size=int(answer["ContentLength"]), etag=answer.get("ETag"))
 
     def _stream(self, assembly: Assembly) -> Generator[list[tuple[int, Any]], None, None]:
-        """Run the requests of ``assembly`` on the event loop; yield ranges as they complete."""
+        """Run the requests of ``assembly`` on the event loop (once iterated); yield ranges as
+        they complete."""
+        yield from self._start(assembly).batches()
+
+    def _start(self, assembly: Assembly) -> InFlight:
         loop = self._loop()
         try:
             running = asyncio.get_running_loop()
@@ -426,19 +435,27 @@ class RangeStore:
             running = None
         if running is loop:
             raise NotImplementedError("RangeStore reads cannot run inside its own event loop")
-        arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        finished = object()
-        future = asyncio.run_coroutine_threadsafe(self._get(assembly, arrived.put), loop)
-        future.add_done_callback(lambda _: arrived.put(finished))
-        try:
-            if assembly.empty:
-                yield assembly.empty
-            while (batch := arrived.get()) is not finished:
-                yield batch
-            future.result()
-        finally:
-            # A failed or abandoned read leaves no request running behind the caller's back.
-            future.cancel()
+        return InFlight.start(loop, lambda deliver: self._get(assembly, deliver), assembly.empty)
+
+    def read_ahead(self, ranges: Sequence[tuple[int, int]], *, views: bool = False) -> None:
+        """Start fetching ``ranges`` now, for a :meth:`fetch_each` of exactly these ranges soon
+        (the next block of a scan; see :mod:`s3ecephys.storage.read_ahead`). S3 objects of a
+        known version only: a local file has no latency to hide."""
+        if not self.is_s3 or self.expected is None or not ranges:
+            return
+        assembly = self._assemble(ranges, views)
+        size = sum(length for _, length in assembly.requests)
+        read_ahead.start(self._ahead_key(ranges, views), size, lambda: self._start(assembly))
+
+    def was_asked(self, ranges: Sequence[tuple[int, int]], *, views: bool = False) -> bool:
+        """Whether a read of exactly ``ranges`` began moments ago (which way a scan goes)."""
+        if not self.is_s3 or self.expected is None or not ranges:
+            return False
+        return read_ahead.asked(self._ahead_key(ranges, views))
+
+    def _ahead_key(self, ranges: Sequence[tuple[int, int]], views: bool) -> Hashable:
+        assert self.expected is not None
+        return (self.url, self.endpoint, self.expected.fingerprint, views, tuple(ranges))
 
     async def _get(self, assembly: Assembly, deliver: Callable[[list], None]) -> None:
         if self.expected is None:

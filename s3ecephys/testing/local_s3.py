@@ -80,6 +80,11 @@ class LocalS3:
         self._finalizer: weakref.finalize | None = None
         self._client: Any = None
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id (None before it starts), e.g. to measure what serving costs."""
+        return None if self._process is None else self._process.pid
+
     def start(self) -> LocalS3:
         """Start the server and create the public bucket; returns ``self``."""
         if self._process is not None:
