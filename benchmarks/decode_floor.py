@@ -160,13 +160,62 @@ def synthetic_file(cache_dir: Path, rows: int, chunk_shape: tuple[int, int]) -> 
     return path
 
 
-def raw_get_seconds(results: Path) -> float:
-    """Wall time of the ``raw-get`` W7 run in a ``benchmarks.run`` results file."""
+def reduction_cpu(path: Path, dataset: str, repeats: int = 3) -> float:
+    """CPU seconds (all threads, best of ``repeats``) of W7's reduction alone — the benchmark's
+    ``rms`` on dask's threaded scheduler — over the dataset's values already in memory, in the
+    blocks ``to_dask`` makes (whole rows, Fortran order, as s3ecephys hands them out)."""
+    import dask.array as da
+    import h5py
+    import numpy as np
+
+    from benchmarks.method_base import rms
+    from s3ecephys.hdf5.array import DEFAULT_TASK_BYTES, block_shape
+
+    with h5py.File(path, "r") as handle:
+        values = handle[dataset][()]
+        chunks = handle[dataset].chunks
+    rows = block_shape(values.shape, chunks, values.dtype.itemsize, DEFAULT_TASK_BYTES)[0]
+    starts = range(0, len(values), rows)
+    blocks = [np.asfortranarray(values[start : start + rows]) for start in starts]
+    del values
+    array = da.concatenate([da.from_array(block, chunks=block.shape) for block in blocks])
+    cpu = []
+    for _ in range(repeats):
+        began = time.process_time()
+        rms(array)
+        cpu.append(time.process_time() - began)
+    return min(cpu)
+
+
+def raw_get_run(results: Path) -> dict[str, Any]:
+    """The ``raw-get`` W7 run of a ``benchmarks.run`` results file."""
     runs = json.loads(results.read_text())["runs"]
     for run in runs:
         if run["method"] == "raw-get" and run["workload"] == "W7" and run["status"] == "ok":
-            return float(run["wall"]["total"])
+            return run
     raise ValueError(f"{results}: no successful raw-get W7 run")
+
+
+def shared_core_limit(results: Path, inflate: float, reduce: float, cores: int) -> list[str]:
+    """W7's least wall time on this machine, where the S3 server, the proxy and the reader share
+    the cores: the CPU the raw GETs cost (serving and receiving, measured in ``results``) plus
+    inflating and reducing, over the cores; and the s3ecephys runs of ``results`` beside it."""
+    raw = raw_get_run(results)
+    transfer = raw["serving_cpu"] + raw["read_cpu"]
+    limit = (transfer + inflate + reduce) / cores
+    issue = max(raw["wall"]["total"], inflate / cores)
+    lines = [
+        f"raw-get W7 in {results.name}: {raw['wall']['total']:.3f} s wall; serving it took "
+        f"{raw['serving_cpu']:.2f} CPU s (S3 server and proxy), receiving it {raw['read_cpu']:.2f}",
+        f"W7's work on these {cores} cores: {transfer:.2f} (transfer) + {inflate:.2f} (inflate) + "
+        f"{reduce:.2f} (reduction) CPU s -> >= {limit:.3f} s wall, "
+        f"{limit / issue:.2f}x the larger of raw GET and inflate / cores ({issue:.3f} s)",
+    ]
+    for run in json.loads(results.read_text())["runs"]:
+        if run["workload"] == "W7" and run["status"] == "ok" and "s3ecephys" in run["method"]:
+            wall = run["wall"].get("total_median", run["wall"]["total"])
+            lines.append(f"  {run['method']}: {wall:.3f} s = {wall / limit:.2f}x that limit")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,11 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     floor = engine / cores
     print(f"s3ecephys' inflater: >= {floor:.2f} s wall for these chunks on {cores} cores")
     if arguments.results:
-        raw = raw_get_seconds(arguments.results)
+        raw = raw_get_run(arguments.results)["wall"]["total"]
         print(
-            f"raw-get W7 in {arguments.results.name}: {raw:.3f} s -> a decoding reader reaches "
-            f"at most {raw / floor:.0%} of raw GET here, even if serving the bytes took no CPU"
+            f"raw-get W7 in {arguments.results.name}: {raw:.3f} s -> inflating alone lets a "
+            f"decoding reader reach at most {min(1.0, raw / floor):.0%} of raw GET here"
         )
+        if not arguments.synthetic:
+            reduce = reduction_cpu(path, dataset, arguments.repeats)
+            print(f"W7's reduction alone, values in memory: {reduce:.2f} CPU s")
+            for line in shared_core_limit(arguments.results, engine, reduce, cores):
+                print(line)
     return 0
 
 
