@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import queue
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import h5py
@@ -140,7 +141,7 @@ def test_a_block_sent_to_another_process_carries_its_own_rows_only(lfp, tmp_path
 
 class _Fake(InFlight):
     def __init__(self):
-        super().__init__(Future(), None, [])  # type: ignore[arg-type]
+        super().__init__(Future(), queue.SimpleQueue(), [])
 
 
 def test_what_is_fetched_ahead_is_handed_out_once():
