@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ from s3ecephys.hdf5.reader import (
 from s3ecephys.hdf5.selection import Selection, select
 from s3ecephys.hdf5.through_h5py import reads_through_h5py
 from s3ecephys.storage.ranges import RangeStore
+from s3ecephys.storage.read_ahead import ASKED_MEMORY
 
 if TYPE_CHECKING:
     import dask.array
@@ -327,12 +330,17 @@ class BlockSource:
     def __getitem__(self, selection: Any) -> Any:
         chosen = select(selection, self.shape).shifted(self.origin, self.dataset.shape)
         if chosen.counts == self.shape and (self.before or self.after) and _reads_ahead_here():
+            scanning = _scan_under_way(self)
             # dask may scan either way (its order often goes backwards): the way it goes is
-            # the side whose neighbour was read moments ago.
+            # the side whose neighbour was read moments ago. A block with neither, in a scan
+            # that jumped here, gets both nearest neighbours (dask's order jumps between runs
+            # of blocks; each neighbour is read sooner or later in the same scan).
             if self.after and self.after[0].was_read():
                 coming = self.before
             elif self.before and self.before[0].was_read():
                 coming = self.after
+            elif scanning:
+                coming = self.before[:1] + self.after[:1]
             else:
                 coming = ()
             for block in coming:
@@ -415,6 +423,22 @@ def landing_order(chunks: tuple[int, ...] | None, shape: tuple[int, ...]) -> str
     if chunks is None or len(shape) < 2:
         return "C"
     return "F" if min(chunks[0], shape[0]) > min(chunks[-1], shape[-1]) else "C"
+
+
+# When a whole block of each dataset (S3 URL, dataset path) was last read in this process.
+_whole_reads: dict[tuple[str, str], float] = {}
+_whole_reads_lock = threading.Lock()
+
+
+def _scan_under_way(block: BlockSource) -> bool:
+    """Whether another whole block of ``block``'s dataset was read moments ago (a scan is under
+    way); notes this one."""
+    key = (block.store.url, block.dataset.path)
+    now = time.monotonic()
+    with _whole_reads_lock:
+        last = _whole_reads.get(key)
+        _whole_reads[key] = now
+    return last is not None and now - last < ASKED_MEMORY
 
 
 def _reads_ahead_here() -> bool:

@@ -3,8 +3,9 @@
 A dask computation over a long dataset reads its blocks on a few threads, one after another.
 Each block's task waits a round trip and its transfer before it can decode, and on a link with
 real latency that wait, not decoding, sets the pace. So a task reading one block of a scan asks
-for the ranges of the blocks after it to be fetched now (:func:`start`); when their own tasks
-ask for exactly those ranges (:func:`take`), they get the requests already running, or done.
+for the ranges of the blocks it will come to next to be fetched now (:func:`start`; which blocks,
+its caller decides); when their own tasks ask for exactly those ranges (:func:`take`), they get
+the requests already running, or done.
 
 Bounded: at most :data:`LIMIT` bytes are held ahead (a read-ahead that would pass it is not
 made), ranges a read has already asked for are not fetched again, and what nobody takes within
