@@ -193,7 +193,7 @@ def _throughput(results: dict[str, Any], workload: dict[str, Any]) -> list[str]:
         rate = needed / _wall(run)
         share = f"{100 * rate / raw:.0f} %" if raw else "–"
         reader, serving = run.get("read_cpu"), run.get("serving_cpu")
-        if reader is not None and serving is not None:
+        if reader is not None and serving is not None and reader + serving > 0:
             floor = (reader + serving) / cores
             cpu = [f"{reader:.2f}", f"{serving:.2f}", f"{floor:.2f}", f"{_wall(run) / floor:.2f}×"]
         else:
@@ -390,7 +390,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         rows = []
         for build in results["index_builds"]:
             if build.get("error"):
-                rows.append([build["method"], build["role"], "error", "", "", "", ""])
+                rows.append([build["method"], build["role"], "error", "", "", "", "", ""])
                 continue
             traffic = build["proxy"]["all"]
             after = build["proxy"].get("after")

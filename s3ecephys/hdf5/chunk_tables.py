@@ -98,7 +98,7 @@ class LazyChunkTables:
         for entry in entries:
             if _missing(entry):
                 path = self.cache.chunk_table_path(self.store, info, entry.path)
-                if path not in where.values() and not path.is_file():
+                if not path.is_file():
                     where[entry.path] = path
         with _walking_lock:
             wanted = [e for e in entries if e.path in where and where[e.path] not in _walking]
@@ -108,11 +108,11 @@ class LazyChunkTables:
         with self._lock:
             self._queued += wanted
         # Counted apart: the file's ``store.stats`` are what the caller's own reads cost.
-        self.background_store = self.store.twin()
+        self.background_store = twin = self.store.twin()
 
         def walk() -> None:
             try:
-                self._fill([], self.background_store)
+                self._fill([], twin)
             finally:
                 with _walking_lock:
                     _walking.difference_update(where[e.path] for e in wanted)
