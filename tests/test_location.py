@@ -142,6 +142,24 @@ def test_an_endpoint_variable_that_is_not_a_url_is_named_in_the_error(monkeypatc
         DataLocation.resolve()
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"endpoint_url": "127.0.0.1:9000"},
+        {"endpoint_url": "ftp://127.0.0.1:9000"},
+        {"client_kwargs": {"endpoint_url": "localhost:9000"}},
+    ],
+)
+def test_an_endpoint_argument_that_is_not_a_url_is_named_in_the_error(options):
+    from s3ecephys import open_hdf5
+
+    given = options.get("endpoint_url") or options["client_kwargs"]["endpoint_url"]
+    with pytest.raises(ValueError, match=re.escape(f"endpoint_url={given!r} is not an endpoint")):
+        DataLocation.resolve("s3://bucket/prefix/", storage_options=options)
+    with pytest.raises(ValueError, match="expected http"):
+        open_hdf5("s3://bucket/key.nwb", storage_options=options)
+
+
 def test_endpoint_variables_do_not_apply_to_local_folders(monkeypatch, tmp_path):
     monkeypatch.setenv("S3ECEPHYS_ENDPOINT_URL", "http://127.0.0.1:1")
 

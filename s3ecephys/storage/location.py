@@ -280,6 +280,11 @@ def s3_storage_options(user: Mapping[str, Any] | None = None) -> dict[str, Any]:
     merged = {**defaults, **user}
     # One level deeper here, so that e.g. a custom CA bundle keeps the default region.
     merged["client_kwargs"] = {**defaults["client_kwargs"], **user.get("client_kwargs", {})}
+    for given in (merged.get("endpoint_url"), merged["client_kwargs"].get("endpoint_url")):
+        if given is not None and not str(given).startswith(("http://", "https://")):
+            raise ValueError(
+                f"endpoint_url={given!r} is not an endpoint URL: expected http(s)://host[:port]"
+            )
     return merged
 
 
