@@ -19,6 +19,7 @@ from s3ecephys.storage.limits import (
     TransferLimits,
     split_limits,
 )
+from s3ecephys.storage.location import EndpointUnreachableError
 from s3ecephys.storage.ranges import RangeStore, ReadFailedError
 
 PAYLOAD = np.random.default_rng(11).integers(0, 256, 3 * 2**20, dtype=np.uint8).tobytes()
@@ -129,6 +130,30 @@ def test_silent_answers_fail_in_bounded_time_naming_the_first_byte_timeout(local
         with pytest.raises(ReadFailedError, match="FirstByteTimeoutError: no answer to GET"):
             store.read(0, 10)
     assert time.monotonic() - started < 1.0 + 0.6 + 1.0
+    assert store.read(0, 10) == PAYLOAD[:10]  # answering again, as the next tests expect
+
+
+def test_an_endpoint_gone_mid_session_costs_one_retry_budget_not_one_per_read(
+    local_s3, payload_url
+):
+    options = {**local_s3.storage_options, "first_byte_timeout": 0.3, "connect_timeout": 0.3,
+               "retry_budget": 1.0}
+    first, second = RangeStore(payload_url, options), RangeStore(payload_url, options)
+    first.info()
+    second.info()
+    with local_s3.faults(silent=1.0):
+        with pytest.raises(ReadFailedError):
+            first.read(0, 10)
+        started = time.monotonic()
+        with pytest.raises(EndpointUnreachableError, match="answered earlier but stopped") as error:
+            second.read(100, 10)
+        took = time.monotonic() - started
+    # One unanswered attempt (connect + first byte: 0.6 s), not another 1 s budget of retries.
+    assert took < 0.6 + 0.3
+    assert local_s3.endpoint_url in str(error.value) and "Check the network" in str(error.value)
+    # The first answer ends it: reads go on as before, with their retries.
+    assert second.read(100, 10) == PAYLOAD[100:110]
+    assert not second.health.lost()
 
 
 def test_downloads_complete_and_verified_under_stalls(local_s3, payload_url, tmp_path):

@@ -41,6 +41,8 @@ _RECENT_FIRST_BYTES = 64
 # How long an endpoint that never answered, and then did not answer, is taken as unreachable
 # without asking it again: the many requests of one user action (a table's four CSVs, a file's
 # two ends) fail together, and a user who fixed the network a moment later is not kept waiting.
+# Also how long, after a request gave up on an endpoint that had answered before (the network
+# went away mid-session), a new request's first unanswered attempt is final.
 UNREACHABLE_MEMORY = 15.0
 
 # storage_options key -> environment variable.
@@ -120,6 +122,7 @@ class EndpointHealth:
     def __init__(self) -> None:
         self.answered = False
         self._silent_until = 0.0
+        self._lost_until = 0.0
         self._first_bytes: deque[float] = deque(maxlen=_RECENT_FIRST_BYTES)
         self._lock = threading.Lock()
 
@@ -127,6 +130,7 @@ class EndpointHealth:
         """The endpoint answered (a head arrived after ``first_byte_seconds``, when measured)."""
         with self._lock:
             self.answered = True
+            self._lost_until = 0.0
             if first_byte_seconds is not None:
                 self._first_bytes.append(first_byte_seconds)
 
@@ -135,6 +139,18 @@ class EndpointHealth:
         with self._lock:
             if not self.answered:
                 self._silent_until = time.monotonic() + UNREACHABLE_MEMORY
+
+    def saw_loss(self) -> None:
+        """A request spent its retries without getting any answer: the endpoint, or the
+        network to it, went away."""
+        with self._lock:
+            self._lost_until = time.monotonic() + UNREACHABLE_MEMORY
+
+    def lost(self) -> bool:
+        """Whether a request gave up on the endpoint moments ago and nothing has answered since:
+        retrying another request for its whole budget would only delay the same news."""
+        with self._lock:
+            return time.monotonic() < self._lost_until
 
     def known_unreachable(self) -> bool:
         """Whether the endpoint never answered and failed to, moments ago: ask it again later."""

@@ -17,7 +17,9 @@ whose head does not come within the connect and first-byte timeouts, or whose bo
 byte for the stall limit, is abandoned and the bytes still missing are asked for again; a request
 that keeps failing ends, within its retry budget, in a :class:`ReadFailedError` naming the object,
 the range and every attempt. An endpoint that has never answered in this process is not retried:
-it fails at once with an :class:`EndpointUnreachableError` that says what to do.
+it fails at once with an :class:`EndpointUnreachableError` that says what to do; so does, after a
+single unanswered attempt, any request in the moments after another spent its whole budget on an
+endpoint that stopped answering (a network gone mid-session costs one budget, not one per read).
 
 Anonymous reads (the public bucket, a local S3) go as unsigned GETs over plain HTTP
 (:mod:`s3ecephys.storage.http_client`: no botocore to import or set up before the first byte);
@@ -654,15 +656,20 @@ class RangeStore:
         attempts: list[int] | None = None,
         index: int = 0,
     ) -> T:
-        return await with_retries(
-            call,
-            what=f"{what} of {self.url}",
-            retries=self.retries,
-            limits=self.limits,
-            translate=lambda error: self._translate(error, what),
-            attempts=attempts,
-            index=index,
-        )
+        try:
+            return await with_retries(
+                call,
+                what=f"{what} of {self.url}",
+                retries=self.retries,
+                limits=self.limits,
+                translate=lambda error: self._translate(error, what),
+                attempts=attempts,
+                index=index,
+            )
+        except ReadFailedError as failure:
+            if isinstance(failure.__cause__, Exception) and _no_answer(failure.__cause__):
+                self.health.saw_loss()
+            raise
 
     def _translate(self, error: Exception, what: str) -> Exception | None:
         """The error to raise at once, or None when ``error`` is worth another attempt."""
@@ -696,6 +703,10 @@ class RangeStore:
             return EndpointUnreachableError(
                 unreachable_message(self.endpoint, f"{what}: {error}", self.url)
             )
+        if _no_answer(error) and self.health.lost():
+            # Another request has just spent its whole retry budget on this silence.
+            detail = f"it answered earlier but stopped, moments ago; {what}: {error}"
+            return EndpointUnreachableError(unreachable_message(self.endpoint, detail, self.url))
         if isinstance(error, ShortReadError | asyncio.TimeoutError | ConnectionError | OSError):
             return None
         # aiohttp/botocore transport failures (resets, payload errors, endpoint timeouts).
