@@ -47,6 +47,21 @@ def _memory_bytes() -> int | None:
     return None
 
 
+def _huge_pages() -> str:
+    """The kernel's transparent huge page modes and numpy's use of them: where a page fault may
+    compact memory for numpy's large arrays, the system CPU of W7's temporaries varies a lot."""
+    modes = []
+    for name in ("enabled", "defrag"):
+        try:
+            text = Path(f"/sys/kernel/mm/transparent_hugepage/{name}").read_text()
+        except OSError:
+            return "unknown"
+        chosen = text[text.find("[") + 1 : text.find("]")] if "[" in text else text.strip()
+        modes.append(f"{name}={chosen}")
+    madvise = os.environ.get("NUMPY_MADVISE_HUGEPAGE", "default")
+    return ", ".join(modes) + f"; NUMPY_MADVISE_HUGEPAGE={madvise}"
+
+
 def _git(*arguments: str) -> str | None:
     root = Path(__file__).resolve().parents[1]
     try:
@@ -70,6 +85,7 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "memory_bytes": _memory_bytes(),
+        "huge_pages": _huge_pages(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "packages": versions,
@@ -317,6 +333,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Measured {results['started']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
         f"{memory / 2**30:.0f} GiB RAM, Python {machine['python']}, commit {commit}; "
+        f"transparent huge pages {machine.get('huge_pages', 'unknown')}; "
         f"the whole run took {results['duration_s'] / 60:.1f} min. Reproduce with:",
         "",
         f"    {results['command']}",

@@ -659,3 +659,13 @@ def test_the_quick_benchmark_runs_end_to_end(tmp_path):
     cpu = r"\| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$"
     assert re.search(r"^\| raw-get \| [\d.]+ \| [\d.]+ \| 100 % " + cpu, markdown, re.MULTILINE)
     assert "python -m benchmarks.run" in completed.stdout
+
+
+def test_the_record_says_how_numpy_may_use_huge_pages(monkeypatch):
+    from benchmarks.report import environment
+
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "0")
+    recorded = environment()["huge_pages"]
+    assert recorded.endswith("NUMPY_MADVISE_HUGEPAGE=0")
+    if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists():
+        assert re.match(r"enabled=\w+, defrag=[\w+]+; ", recorded)
