@@ -39,7 +39,7 @@ def install_request_counter() -> None:
     import s3ecephys.hdf5  # noqa: F401  (imports outside the clock, as in benchmarks.run)
     from s3ecephys.storage.ranges import RangeStore
 
-    original = RangeStore._count
+    original = RangeStore.record
     if getattr(original, "counted", False):
         return
 
@@ -50,7 +50,7 @@ def install_request_counter() -> None:
         original(self, requests, received, round_trips)
 
     counted.counted = True  # type: ignore[attr-defined]
-    RangeStore._count = counted  # type: ignore[method-assign]
+    RangeStore.record = counted  # type: ignore[method-assign]
 
 
 def peak_rss() -> int:

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s3ecephys.storage import s3_requests
 from s3ecephys.storage.blockfile import BlockFile
 from s3ecephys.storage.ranges import (
     ObjectChangedError,
@@ -120,7 +121,7 @@ def test_the_ends_of_a_small_or_empty_object_are_all_of_it(local_s3):
 
 
 def test_a_cut_answer_in_the_first_wave_is_asked_again(payload_url, local_s3, monkeypatch):
-    real = RangeStore._get_with_version
+    real = s3_requests._get_with_version
     cuts = iter([True])
 
     async def cut_once(self, client, span, arrived=None):
@@ -129,7 +130,7 @@ def test_a_cut_answer_in_the_first_wave_is_asked_again(payload_url, local_s3, mo
             raise ShortReadError(f"pretend {span} arrived cut")
         return data, info
 
-    monkeypatch.setattr(RangeStore, "_get_with_version", cut_once)
+    monkeypatch.setattr(s3_requests, "_get_with_version", cut_once)
     monkeypatch.setattr("s3ecephys.storage.attempts._BACKOFF_BASE", 0.0)
     store = RangeStore(payload_url, local_s3.storage_options)
     assert store.fetch_ends(1000, 2000) == (PAYLOAD[:1000], PAYLOAD[-2000:])
@@ -139,7 +140,7 @@ def test_a_cut_answer_in_the_first_wave_is_asked_again(payload_url, local_s3, mo
 def test_an_object_replaced_once_between_its_ends_is_asked_again(
     payload_url, local_s3, monkeypatch
 ):
-    real = RangeStore._get_with_version
+    real = s3_requests._get_with_version
     stale = iter([True])
 
     async def head_once_of_another_version(self, client, span, arrived=None):
@@ -148,14 +149,14 @@ def test_an_object_replaced_once_between_its_ends_is_asked_again(
             return b"x" * len(data), ObjectInfo(size=info.size, etag='"an-earlier-version"')
         return data, info
 
-    monkeypatch.setattr(RangeStore, "_get_with_version", head_once_of_another_version)
+    monkeypatch.setattr(s3_requests, "_get_with_version", head_once_of_another_version)
     store = RangeStore(payload_url, local_s3.storage_options)
     assert store.fetch_ends(1024, 1024) == (PAYLOAD[:1024], PAYLOAD[-1024:])
     assert (store.stats.requests, store.stats.round_trips) == (4, 2)
 
 
 def test_an_object_replaced_between_its_ends_is_not_mixed(payload_url, local_s3, monkeypatch):
-    real = RangeStore._get_with_version
+    real = s3_requests._get_with_version
 
     async def head_of_another_version(self, client, span, arrived=None):
         data, info = await real(self, client, span, arrived)
@@ -163,7 +164,7 @@ def test_an_object_replaced_between_its_ends_is_not_mixed(payload_url, local_s3,
             return data, ObjectInfo(size=info.size, etag='"an-earlier-version"')
         return data, info
 
-    monkeypatch.setattr(RangeStore, "_get_with_version", head_of_another_version)
+    monkeypatch.setattr(s3_requests, "_get_with_version", head_of_another_version)
     store = RangeStore(payload_url, local_s3.storage_options)
     # Asked once more, the two answers still disagree: no version is taken for the other's.
     with pytest.raises(ObjectChangedError, match="changed while it was being opened"):
@@ -202,7 +203,7 @@ def test_transient_failures_are_retried(payload_url, local_s3, monkeypatch):
     store = RangeStore(payload_url, local_s3.storage_options, gap=0)
     store.info()
     store.stats.reset()
-    real_get_range = RangeStore._get_range
+    real_get_range = s3_requests._get_range
     failures = iter([_slow_down(), ShortReadError("cut"), ConnectionResetError("reset")])
 
     async def flaky(self, *arguments):
@@ -211,7 +212,7 @@ def test_transient_failures_are_retried(payload_url, local_s3, monkeypatch):
             raise error
         return await real_get_range(self, *arguments)
 
-    monkeypatch.setattr(RangeStore, "_get_range", flaky)
+    monkeypatch.setattr(s3_requests, "_get_range", flaky)
     monkeypatch.setattr("s3ecephys.storage.attempts._BACKOFF_BASE", 0.0)
 
     assert store.fetch([(0, 100), (2**20, 100)]) == [PAYLOAD[:100], PAYLOAD[2**20 : 2**20 + 100]]
@@ -246,7 +247,7 @@ def test_short_responses_are_never_returned(payload_url, local_s3, monkeypatch):
 
         return Client()
 
-    monkeypatch.setattr(RangeStore, "_client", client)
+    monkeypatch.setattr(RangeStore, "client", client)
     monkeypatch.setattr("s3ecephys.storage.attempts._BACKOFF_BASE", 0.0)
     with pytest.raises(OSError, match="S3 sent 16"):
         store.read(0, 1000)
@@ -269,7 +270,7 @@ class _Answers:
 
 
 def _answered_by(monkeypatch, change) -> _Answers:
-    real_client = RangeStore._client
+    real_client = RangeStore.client
     answers: list[_Answers] = []
 
     async def client(self):
@@ -277,7 +278,7 @@ def _answered_by(monkeypatch, change) -> _Answers:
             answers.append(_Answers(await real_client(self), change))
         return answers[0]
 
-    monkeypatch.setattr(RangeStore, "_client", client)
+    monkeypatch.setattr(RangeStore, "client", client)
     monkeypatch.setattr("s3ecephys.storage.attempts._BACKOFF_BASE", 0.0)
     return answers
 

@@ -43,7 +43,7 @@ from s3ecephys.storage.attempts import FirstByteTimeoutError
 from s3ecephys.storage.http_client import AnonymousS3Client, _described, _error
 
 # Bytes a connection's reader buffers before it stops reading the socket: as large as the store's
-# reads (ranges.py _READ_SIZE), so that one read of a large body is not cut into many wake-ups.
+# reads (s3_requests.py _READ_SIZE), so that one read of a large body is not cut into many wake-ups.
 _BUFFER = 2**20
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ssl_context: ssl.SSLContext | None = None
