@@ -27,9 +27,7 @@ import numpy as np
 from s3ecephys.hdf5.chunk_btree import ChunkTreeError, read_chunk_tables
 from s3ecephys.hdf5.codecs import UnsupportedFilterError, check_supported, decode_chunk
 from s3ecephys.hdf5.dtypes import (
-    Description,
     describe_dtype,
-    dtype_from_description,
     is_raw_decodable,
 )
 from s3ecephys.hdf5.index import (
@@ -41,9 +39,10 @@ from s3ecephys.hdf5.index import (
     GroupIndex,
     LinkInfo,
 )
+from s3ecephys.hdf5.index_values import IndexValues
 from s3ecephys.hdf5.metadata_file import MetadataFile
 from s3ecephys.hdf5.object_header import parse_continuation_block, parse_object_header
-from s3ecephys.hdf5.values import Encoded, Reference, encode_value
+from s3ecephys.hdf5.values import Encoded, encode_value
 from s3ecephys.storage.ranges import RangeStore
 
 # Datasets up to this many bytes are stored in the index: reading them later costs nothing.
@@ -136,6 +135,7 @@ class _Walk:
         self.trees_to_read: list[DatasetIndex] = []
         # Object header address -> canonical path, to resolve object references.
         self.paths_by_address: dict[int, str] = {}
+        self.index_values = IndexValues(h5file, self.paths_by_address)
 
     def run(self) -> dict[str, GroupIndex | DatasetIndex]:
         root = self.file["/"]
@@ -146,7 +146,7 @@ class _Walk:
         queue: deque[tuple[str, h5py.Group]] = deque([("/", root)])
         while queue:
             path, group = queue.popleft()
-            entry = GroupIndex(path, attrs=self.attributes(group))
+            entry = GroupIndex(path, attrs=self.index_values.attributes(group))
             self.objects[path] = entry
             for name in group:
                 child_path = f"{path.rstrip('/')}/{name}"
@@ -190,7 +190,7 @@ class _Walk:
             shape=dataset.shape,
             maxshape=dataset.maxshape,
             layout=layout,
-            attrs=self.attributes(dataset),
+            attrs=self.index_values.attributes(dataset),
             filters=tuple(_filter_info(plist.get_filter(i)) for i in range(plist.get_nfilters())),
         )
         raw = (
@@ -275,7 +275,7 @@ class _Walk:
         self.prefetch_heap_collections()
         for entry, dataset, raw in self.to_inline:
             try:
-                values = self.values(entry, dataset)
+                values = self.index_values.values(dataset, entry.dtype_description)
             except Exception as error:
                 # e.g. a filter h5py lacks: raw data is left to the reader, which names it.
                 if not raw:
@@ -334,97 +334,12 @@ class _Walk:
             pieces.append(data)
         return pieces
 
-    def values(self, entry: DatasetIndex, dataset: h5py.Dataset) -> np.ndarray:
-        """All values of ``dataset``, with references as :class:`Reference`."""
-        description = entry.dtype_description
-        if _has_references(description) and not _has_region_references(description):
-            return self.reference_values(dataset, description)
-        return self.plain(np.asarray(dataset[...]), description)
 
-    def reference_values(self, dataset: h5py.Dataset, description: Description) -> np.ndarray:
-        # Read object references as the 8-byte header addresses they are and look the paths
-        # up in the walk's table: dereferencing each through h5py costs ~30 us a value.
-        memory_type, raw_dtype = _address_types(description)
-        raw = np.empty(dataset.shape, dtype=raw_dtype)
-        if raw.size:
-            dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, raw, mtype=memory_type)
-        return self.with_paths(raw, description)
 
-    def with_paths(self, raw: np.ndarray, description: Description) -> np.ndarray:
-        kind = description["kind"]
-        if kind == "reference":
-            paths = np.empty(raw.shape, dtype=object)
-            for position, address in np.ndenumerate(raw):
-                paths[position] = Reference(self.paths_by_address.get(int(address)))
-            return paths
-        if kind == "compound":
-            values = np.empty(raw.shape, dtype=dtype_from_description(description))
-            for name, _, field in description["fields"]:
-                values[name] = self.with_paths(raw[name], field)
-            return values
-        return raw
 
-    # -- attributes and values -------------------------------------------------------------------
 
-    def attributes(self, item: h5py.HLObject) -> dict[str, Encoded]:
-        encoded = {}
-        for name in item.attrs:
-            try:
-                encoded[name] = self.attribute(item.attrs[name])
-            except Exception as error:  # a type h5py cannot read, or this index cannot hold:
-                # noted in its place, and the file still opens
-                encoded[name] = encode_value(f"<unreadable attribute: {error}>")
-        return encoded
 
-    def attribute(self, value: Any) -> Encoded:
-        # Strings become str whatever their storage (fixed-length ones arrive as bytes).
-        if isinstance(value, h5py.Empty) or value is None:
-            return encode_value(None)
-        if isinstance(value, bytes | np.bytes_):
-            return encode_value(_text(bytes(value)))
-        if isinstance(value, h5py.Reference):
-            return encode_value(self.reference(value))
-        if isinstance(value, str):
-            return encode_value(value)
-        array = np.asarray(value)
-        if array.dtype.kind == "S" or (
-            array.dtype.kind == "O" and h5py.check_string_dtype(array.dtype) is not None
-        ):
-            text = np.empty(array.shape, dtype=object)
-            for position, item in np.ndenumerate(array):
-                text[position] = _text(item) if isinstance(item, bytes) else item
-            return encode_value(text, {"kind": "vlen_string", "encoding": "utf-8"})
-        description = describe_dtype(array.dtype)
-        return encode_value(self.plain(array, description), description)
 
-    def plain(self, values: np.ndarray, description: Description) -> np.ndarray:
-        """``values`` with h5py references replaced by :class:`Reference` (paths)."""
-        kind = description["kind"]
-        if kind == "reference":
-            plain = np.empty(values.shape, dtype=dtype_from_description(description))
-            for position, item in np.ndenumerate(values):
-                plain[position] = self.reference(item)
-            return plain
-        if kind == "vlen" and _has_references(description["base"]):
-            # Ragged arrays of references (netCDF-4's DIMENSION_LIST attributes).
-            plain = np.empty(values.shape, dtype=object)
-            for position, item in np.ndenumerate(values):
-                plain[position] = self.plain(np.asarray(item), description["base"])
-            return plain
-        if kind == "compound" and _has_references(description):
-            plain = np.empty(values.shape, dtype=dtype_from_description(description))
-            for name, _, field in description["fields"]:
-                plain[name] = self.plain(values[name], field)
-            return plain
-        return values
-
-    def reference(self, reference: Any) -> Reference:
-        if not reference:
-            return Reference(None)
-        try:
-            return Reference(self.file[reference].name)
-        except (KeyError, ValueError, TypeError):
-            return Reference(None)
 
 
 def _refusal(plist: h5py.h5p.PropDCID, layout: str) -> str | None:
@@ -521,51 +436,9 @@ def _matches_file_type(dsid: h5py.h5d.DatasetID, dtype: np.dtype) -> bool:
     return dtype.itemsize == 1 or base.get_order() == order
 
 
-def _has_region_references(description: Description) -> bool:
-    kind = description["kind"]
-    if kind == "reference":
-        return bool(description["region"])
-    if kind == "compound":
-        return any(_has_region_references(field) for _, _, field in description["fields"])
-    return False
 
 
-def _address_types(description: Description) -> tuple[h5py.h5t.TypeID, np.dtype]:
-    """The HDF5 memory type that reads object references as raw addresses, and the numpy dtype
-    of what it reads (``<u8`` in place of each reference)."""
-    kind = description["kind"]
-    if kind == "reference":
-        return h5py.h5t.STD_REF_OBJ, np.dtype("<u8")
-    if kind != "compound":
-        dtype = dtype_from_description(description)
-        return h5py.h5t.py_create(dtype), dtype
-    names, formats, offsets, members = [], [], [], []
-    offset = 0
-    for name, _, field in description["fields"]:
-        member_type, member_dtype = _address_types(field)
-        names.append(name)
-        formats.append(member_dtype)
-        offsets.append(offset)
-        members.append((name, offset, member_type))
-        offset += member_dtype.itemsize
-    compound = h5py.h5t.create(h5py.h5t.COMPOUND, offset)
-    for name, member_offset, member_type in members:
-        compound.insert(name.encode(), member_offset, member_type)
-    raw = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": offset})
-    return compound, raw
 
 
-def _has_references(description: Description) -> bool:
-    kind = description["kind"]
-    if kind == "reference":
-        return True
-    if kind == "compound":
-        return any(_has_references(field) for _, _, field in description["fields"])
-    return False
 
 
-def _text(value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
