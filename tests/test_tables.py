@@ -32,8 +32,8 @@ from s3ecephys.allen.filters import (
     quality_metrics_mask,
     resolve_unit_filter_bounds,
 )
+from s3ecephys.allen.project_tables import ProjectTables
 from s3ecephys.allen.tables import (
-    ProjectTables,
     prepare_probes,
     prepare_units,
     read_project_csv,

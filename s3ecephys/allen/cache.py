@@ -27,9 +27,10 @@ from s3ecephys.allen.prefetch import (
     project_paths,
     session_paths,
 )
+from s3ecephys.allen.project_tables import ProjectTables
 from s3ecephys.allen.session import CHANNEL_OVERLAY_COLUMNS, EcephysSession
 from s3ecephys.allen.spike_selection import UnitSpikeTimes, open_unit_spike_times
-from s3ecephys.allen.tables import ProjectTables, read_project_csv
+from s3ecephys.allen.tables import read_project_csv
 from s3ecephys.hdf5 import open_hdf5
 from s3ecephys.nwb.session_file import SessionFile
 from s3ecephys.storage.cache_dir import user_cache_dir
