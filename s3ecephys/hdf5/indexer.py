@@ -335,13 +335,6 @@ class _Walk:
         return pieces
 
 
-
-
-
-
-
-
-
 def _refusal(plist: h5py.h5p.PropDCID, layout: str) -> str | None:
     """Why a dataset's values are not read at all, or None: they lie outside the file, where
     h5py over the file's bytes would silently read fill values or whatever lies in the current
@@ -434,11 +427,3 @@ def _matches_file_type(dsid: h5py.h5d.DatasetID, dtype: np.dtype) -> bool:
     big = dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder == "big")
     order = h5py.h5t.ORDER_BE if big else h5py.h5t.ORDER_LE
     return dtype.itemsize == 1 or base.get_order() == order
-
-
-
-
-
-
-
-

@@ -379,7 +379,6 @@ class RangeStore:
         """What this process has seen of the store's endpoint (shared by its stores)."""
         return endpoint_health(self.endpoint)
 
-
     def _stream(self, assembly: Assembly) -> Generator[list[tuple[int, Any]], None, None]:
         """Run the requests of ``assembly`` on the event loop (once iterated); yield ranges as
         they complete."""
