@@ -194,18 +194,23 @@ class EcephysProjectCache:
         )
 
     def get_all_session_types(self) -> list:
+        """The session types of the session table, each once, in its order."""
         return self._tables.get_all_session_types()
 
     def get_all_full_genotypes(self) -> list:
+        """The full genotypes of the session table, each once, in its order."""
         return self._tables.get_all_full_genotypes()
 
     def get_all_ages(self) -> list:
+        """The ages in days of the session table, each once, in its order."""
         return self._tables.get_all_ages()
 
     def get_all_sexes(self) -> list:
+        """The sexes of the session table, each once, in its order."""
         return self._tables.get_all_sexes()
 
     def get_structure_acronyms(self) -> list:
+        """The structure acronyms of the channel table, each once (NaN included), in its order."""
         return self._tables.get_structure_acronyms()
 
     # -- sessions --------------------------------------------------------------------------------
