@@ -91,6 +91,20 @@ def test_info_prints_the_tree_from_the_index(source, s3_dataset, synthetic_datas
     assert "no_such_file.nwb" in capsys.readouterr().err
 
 
+def test_info_reads_no_chunk_table_unless_asked(source, s3_dataset, synthetic_dataset,
+                                                monkeypatch, capsys):
+    def no_background_walk(job, what):
+        raise AssertionError(f"info started a background walk: {what}")
+
+    monkeypatch.setattr("s3ecephys.hdf5.chunk_tables.read_later", no_background_walk)
+    session_id = synthetic_dataset.session_ids[0]
+    probe_id = synthetic_dataset.lfp_probe_ids[session_id][0]
+    url = f"{s3_dataset.url}session_{session_id}/probe_{probe_id}_lfp.nwb"
+    assert main(["info", url, *source[2:4], *source[-2:]]) == 0
+    # The same answer however fast the network: the LFP's size is left unknown, as asked.
+    assert "stored ? (chunk table not read: --chunk-tables)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("suffix", [".nc", ".npy", ".png"])
 def test_lfp_writes_a_window(suffix, source, synthetic_dataset, tmp_path, capsys):
     session_id = synthetic_dataset.session_ids[0]
